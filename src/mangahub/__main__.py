@@ -1,0 +1,3 @@
+from mangahub.cli.main import app
+
+app()

@@ -1,0 +1,118 @@
+"""Composition root: builds storage, cache, bus and services from settings.
+
+Everything that holds a connection is created here and handed to the services
+that need it; nothing below keeps a module-level connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from mangahub.bus import EventBus, MemoryBus, RedisBus
+from mangahub.cache import Cache, MemoryCache, RedisCache
+from mangahub.config import Settings, ensure_secrets
+from mangahub.security.tokens import TokenCodec
+from mangahub.services.auth import AuthService
+from mangahub.services.catalog import CatalogService
+from mangahub.services.chat import ChatService
+from mangahub.services.library import LibraryService
+from mangahub.services.notifications import NotificationService
+from mangahub.services.progress import ProgressService
+from mangahub.services.social import SocialService
+from mangahub.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The live object graph one process serves from."""
+
+    settings: Settings
+    db: Database
+    cache: Cache
+    bus: EventBus
+    redis: aioredis.Redis | None
+    tokens: TokenCodec
+    auth: AuthService
+    catalog: CatalogService
+    library: LibraryService
+    progress: ProgressService
+    social: SocialService
+    notifications: NotificationService
+    chat: ChatService
+
+    async def check_ready(self) -> dict[str, str]:
+        """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
+        status: dict[str, str] = {}
+        for name, probe in (("database", self.db.ping), ("cache", self.cache.ping)):
+            try:
+                await probe()
+                status[name] = "ok"
+            except Exception as exc:  # readiness reports, it never raises
+                status[name] = f"error: {type(exc).__name__}"
+        return status
+
+
+@asynccontextmanager
+async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncIterator[Runtime]:
+    """Open every resource, migrate and seed (when ``bootstrap``), and close it all on exit."""
+    settings = ensure_secrets(settings)
+    assert settings.jwt_secret is not None
+    db = Database(settings.resolved_database_url)
+    redis_client: aioredis.Redis | None = None
+    cache: Cache
+    bus: EventBus
+    if settings.redis_url:
+        redis_client = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        cache = RedisCache(redis_client, settings.redis_namespace)
+        bus = RedisBus(redis_client, settings.redis_namespace)
+    else:
+        cache = MemoryCache()
+        bus = MemoryBus()
+    tokens = TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_seconds)
+    catalog = CatalogService(db, cache)
+    runtime = Runtime(
+        settings=settings,
+        db=db,
+        cache=cache,
+        bus=bus,
+        redis=redis_client,
+        tokens=tokens,
+        auth=AuthService(db, cache, tokens, settings),
+        catalog=catalog,
+        library=LibraryService(db),
+        progress=ProgressService(db, bus),
+        social=SocialService(db),
+        notifications=NotificationService(db, bus),
+        chat=ChatService(db, bus),
+    )
+    try:
+        if bootstrap:
+            await db.migrate()
+            if settings.seed_catalog:
+                added = await catalog.seed_bundled()
+                if added:
+                    log.info("catalog: loaded %d bundled series", added)
+            password = await runtime.auth.ensure_admin(
+                settings.admin_password.get_secret_value() if settings.admin_password else None
+            )
+            if password is not None:
+                # Printed once, on the first start only: the operator must keep it.
+                print(f"Created user 'admin' with generated password: {password}", flush=True)
+        await bus.start()
+        yield runtime
+    finally:
+        await bus.close()
+        await cache.close()
+        if redis_client is not None:
+            await redis_client.aclose()
+        await db.close()

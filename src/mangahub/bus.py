@@ -1,0 +1,187 @@
+"""Event bus: how one connection learns about another's change.
+
+Topics are plain strings (``progress:<user_id>``, ``chat:<room_id>`` ...); events are
+JSON objects. In-process delivery by default; Redis pub/sub across processes.
+Every subscription has a bounded queue: a subscriber that falls behind loses the
+oldest events and is told so by ``dropped``, it never blocks the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+DEFAULT_QUEUE_SIZE = 1024
+
+
+class Subscription:
+    """A bounded queue of events for one subscriber; iterate it to receive."""
+
+    def __init__(self, topics: frozenset[str], maxsize: int, on_close: Any) -> None:
+        self.topics = topics
+        self.dropped = 0
+        self._queue: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(maxsize)
+        self._on_close = on_close
+        self._closed = False
+
+    def deliver(self, topic: str, event: Event) -> None:
+        if self._closed:
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait((topic, event))
+
+    async def get(self) -> tuple[str, Event]:
+        return await self._queue.get()
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, Event]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[str, Event]]:
+        while not self._closed:
+            yield await self._queue.get()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._on_close(self)
+
+
+class EventBus(Protocol):
+    async def publish(self, topic: str, event: Event) -> None: ...
+    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _LocalFanout:
+    """Topic → subscriptions registry shared by both implementations."""
+
+    def __init__(self) -> None:
+        self.subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    def add(self, sub: Subscription) -> list[str]:
+        """Register; returns the topics that had no local subscriber before."""
+        fresh = [t for t in sub.topics if not self.subscribers[t]]
+        for topic in sub.topics:
+            self.subscribers[topic].add(sub)
+        return fresh
+
+    def remove(self, sub: Subscription) -> list[str]:
+        """Unregister; returns the topics that now have no local subscriber."""
+        emptied = []
+        for topic in sub.topics:
+            subs = self.subscribers.get(topic)
+            if subs is None:
+                continue
+            subs.discard(sub)
+            if not subs:
+                del self.subscribers[topic]
+                emptied.append(topic)
+        return emptied
+
+    def dispatch(self, topic: str, event: Event) -> None:
+        for sub in list(self.subscribers.get(topic, ())):
+            sub.deliver(topic, event)
+
+
+class MemoryBus:
+    """Delivers within this process only."""
+
+    def __init__(self) -> None:
+        self._fanout = _LocalFanout()
+
+    async def publish(self, topic: str, event: Event) -> None:
+        self._fanout.dispatch(topic, event)
+
+    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
+        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
+        self._fanout.add(sub)
+        return sub
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        self._fanout.remove(sub)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisBus:
+    """Redis pub/sub: one connection per process listens for the topics its
+    subscribers want, and fans each message out locally."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self._redis = client
+        self._prefix = f"{namespace}:bus:"
+        self._fanout = _LocalFanout()
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def publish(self, topic: str, event: Event) -> None:
+        await self._redis.publish(self._prefix + topic, orjson.dumps(event))
+
+    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
+        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
+        async with self._lock:
+            fresh = self._fanout.add(sub)
+            if fresh:
+                await self._pubsub.subscribe(*(self._prefix + t for t in fresh))
+        return sub
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        async with self._lock:
+            emptied = self._fanout.remove(sub)
+            if emptied:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(*(self._prefix + t for t in emptied))
+
+    async def start(self) -> None:
+        # A pub/sub connection with no channel returns at once from get_message;
+        # a reserved channel keeps the reader loop simple.
+        await self._pubsub.subscribe(self._prefix + "_")
+        self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # connection lost: redis-py reconnects on the next call
+                log.warning("redis bus: connection lost, retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            try:
+                event = orjson.loads(message["data"])
+            except orjson.JSONDecodeError:
+                log.warning("redis bus: dropped undecodable message on %s", channel)
+                continue
+            self._fanout.dispatch(channel.removeprefix(self._prefix), event)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()

@@ -1,0 +1,108 @@
+"""Typed settings: a TOML file (``--config`` or ``./mangahub.toml``) overridden by
+``MANGAHUB_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("mangahub.toml")
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Names match SPEC's config keys."""
+
+    model_config = SettingsConfigDict(env_prefix="MANGAHUB_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    http_port: int = Field(8084, ge=0, le=65535)
+    tcp_port: int = Field(8081, ge=0, le=65535)
+    udp_port: int = Field(8082, ge=0, le=65535)
+    grpc_port: int = Field(8083, ge=0, le=65535)
+    trigger_port: int = Field(8085, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Prefix for every Redis key and channel, so several deployments (or test
+    # runs) can share one Redis server without seeing each other.
+    redis_namespace: str = "mangahub"
+    jwt_secret: SecretStr | None = None
+    internal_token: SecretStr | None = None
+    admin_password: SecretStr | None = None
+    mangadex_url: str = "https://api.mangadex.org"
+    anilist_url: str = "https://graphql.anilist.co"
+    anilist_enabled: bool = False
+    bcrypt_rounds: int = Field(12, ge=10, le=16)
+    access_token_ttl_seconds: int = Field(15 * 60, gt=0)
+    refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    # Brute-force guard for login: failures allowed per window, per account and per address.
+    login_max_failures_per_account: int = Field(5, ge=1)
+    login_max_failures_per_address: int = Field(20, ge=1)
+    login_failure_window_seconds: int = Field(15 * 60, ge=1)
+    seed_catalog: bool = True
+    log_level: str = "INFO"
+
+    _config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("MANGAHUB_CONFIG") or DEFAULT_CONFIG_FILE
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mangahub.db').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the TOML file, the environment and explicit overrides."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ["MANGAHUB_CONFIG"] = str(config_file)
+    return Settings(**overrides)
+
+
+def ensure_secrets(settings: Settings) -> Settings:
+    """Fill unset secrets from files in the data dir, generating them on first start."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    updates: dict[str, SecretStr] = {}
+    for name in ("jwt_secret", "internal_token"):
+        if getattr(settings, name) is None:
+            updates[name] = SecretStr(_read_or_create_secret(settings.data_dir / f"{name}.secret"))
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.is_file():
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value

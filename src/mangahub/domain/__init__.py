@@ -1,0 +1,1 @@
+"""Domain vocabulary: errors, enums and the public shapes every door serializes."""

@@ -1,0 +1,38 @@
+"""Closed sets of states, shared by storage, services and every door."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class MangaStatus(StrEnum):
+    ONGOING = "ongoing"
+    COMPLETED = "completed"
+    HIATUS = "hiatus"
+    CANCELLED = "cancelled"
+
+
+class ReadingStatus(StrEnum):
+    READING = "reading"
+    COMPLETED = "completed"
+    PLAN_TO_READ = "plan_to_read"
+    ON_HOLD = "on_hold"
+    DROPPED = "dropped"
+
+
+class NotificationKind(StrEnum):
+    NEW_MANGA = "new_manga"
+    NEW_CHAPTER = "new_chapter"
+    MANGA_UPDATE = "manga_update"
+    SYSTEM = "system"
+
+
+class SortBy(StrEnum):
+    POPULARITY = "popularity"
+    RATING = "rating"
+    TITLE = "title"
+    UPDATED = "updated"
+    CHAPTERS = "chapters"

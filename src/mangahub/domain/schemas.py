@@ -1,0 +1,271 @@
+"""Public shapes: what every door (HTTP, TCP, WS, gRPC, CLI) sends and accepts.
+
+Inputs reject unknown-typed values with field-level errors; outputs are built from
+storage rows with ``model_validate(row)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from mangahub.domain.enums import MangaStatus, NotificationKind, ReadingStatus, Role
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 100
+_CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ch in _CONTROL_CHARS for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=72)]
+# Free text from users is stored verbatim (HTML included); renderers escape it.
+UserText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2000),
+    AfterValidator(_no_control_chars),
+    AfterValidator(_not_blank),
+]
+ChapterNumber = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+Title = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
+    AfterValidator(_no_control_chars),
+]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Input(BaseModel):
+    """Request bodies: unknown fields are ignored, so `user_id` in a body changes nothing."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+# --- users and auth -----------------------------------------------------------------
+
+
+class UserPublic(Schema):
+    id: uuid.UUID
+    username: str
+    email: str
+    role: Role
+    created_at: datetime
+
+
+class RegisterIn(Input):
+    username: Username
+    email: EmailStr
+    password: Password
+
+
+class LoginIn(Input):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254)] = Field(
+        description="Username or email address."
+    )
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class RefreshIn(Input):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class TokenPair(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    user: UserPublic
+
+
+# --- catalog ---------------------------------------------------------------------
+
+
+class GenrePublic(Schema):
+    id: int
+    name: str
+    slug: str
+
+
+class MangaSummary(Schema):
+    id: int
+    slug: str
+    title: str
+    authors: list[str]
+    status: MangaStatus
+    total_chapters: int | None
+    cover_url: str | None
+    average_rating: float | None
+    popularity: int
+    genres: list[str]
+
+    @field_validator("genres", mode="before")
+    @classmethod
+    def _genre_names(cls, value: Any) -> Any:
+        return [g if isinstance(g, str) else g.name for g in value]
+
+
+class MangaDetails(MangaSummary):
+    alt_titles: list[str]
+    description: str
+    year: int | None
+    mangadex_id: str | None
+    anilist_id: int | None
+    rating_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class MangaCreate(Input):
+    title: Title
+    alt_titles: list[Title] = Field(default_factory=list, max_length=50)
+    authors: list[Title] = Field(default_factory=list, max_length=20)
+    status: MangaStatus = MangaStatus.ONGOING
+    total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    genre_ids: list[int] = Field(default_factory=list, max_length=50)
+    mangadex_id: Annotated[str, StringConstraints(max_length=36)] | None = None
+    anilist_id: Annotated[int, Field(ge=1)] | None = None
+
+
+class MangaUpdate(Input):
+    """PATCH body: only the fields present are changed."""
+
+    title: Title | None = None
+    alt_titles: list[Title] | None = Field(default=None, max_length=50)
+    authors: list[Title] | None = Field(default=None, max_length=20)
+    status: MangaStatus | None = None
+    total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    genre_ids: list[int] | None = Field(default=None, max_length=50)
+
+
+class ChapterPublic(Schema):
+    id: int
+    manga_id: int
+    number: float
+    title: str | None
+    volume: str | None
+    language: str
+    published_at: datetime | None
+
+
+# --- library, progress, ratings, comments -----------------------------------------
+
+
+class LibraryEntryPublic(Schema):
+    manga_id: int
+    status: ReadingStatus
+    added_at: datetime
+    updated_at: datetime
+    manga: MangaSummary
+
+
+class LibraryAdd(Input):
+    manga_id: Annotated[int, Field(ge=1)]
+    status: ReadingStatus = ReadingStatus.PLAN_TO_READ
+
+
+class LibraryUpdate(Input):
+    status: ReadingStatus
+
+
+class ProgressPublic(Schema):
+    manga_id: int
+    chapter: float
+    status: ReadingStatus
+    version: int
+    device: str | None
+    updated_at: datetime
+
+
+class ProgressIn(Input):
+    manga_id: Annotated[int, Field(ge=1)]
+    chapter: ChapterNumber
+    status: ReadingStatus = ReadingStatus.READING
+
+
+class RatingPublic(Schema):
+    manga_id: int
+    score: int
+    updated_at: datetime
+
+
+class RatingIn(Input):
+    score: Annotated[int, Field(ge=1, le=10, strict=True)]
+
+
+class CommentPublic(Schema):
+    id: int
+    manga_id: int
+    user_id: uuid.UUID
+    username: str
+    content: str
+    created_at: datetime
+
+
+class CommentIn(Input):
+    content: UserText
+
+
+# --- notifications and chat -------------------------------------------------------
+
+
+class NotificationPublic(Schema):
+    id: int
+    kind: NotificationKind
+    manga_id: int | None
+    title: str
+    message: str
+    data: dict[str, Any]
+    read: bool
+    created_at: datetime
+
+
+class ChatMessagePublic(Schema):
+    id: int
+    room_id: int
+    user_id: uuid.UUID
+    username: str
+    content: str
+    timestamp: datetime
+
+
+# --- lists -------------------------------------------------------------------------
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    page: int
+    page_size: int
+    total: int

@@ -1,0 +1,1 @@
+"""The HTTP door: REST under /api, health, metrics (WebSocket chat joins later)."""

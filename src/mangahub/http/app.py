@@ -1,0 +1,51 @@
+"""The FastAPI application for one runtime."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from mangahub import __version__
+from mangahub.app import Runtime
+from mangahub.http.errors import install_error_handlers
+from mangahub.http.middleware import HttpMetrics, MetricsMiddleware, TrailingSlashMiddleware
+from mangahub.http.routes import (
+    auth,
+    chat,
+    health,
+    library,
+    manga,
+    notifications,
+    progress,
+    social,
+    users,
+)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="MangaHub",
+        version=__version__,
+        description="Self-hosted manga tracker. Catalog data from MangaDex (https://mangadex.org).",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.metrics_registry = registry = CollectorRegistry()
+    install_error_handlers(app)
+
+    app.include_router(health.router)
+    app.include_router(auth.router, prefix="/api/auth")
+    # The original clients call /auth/... directly; same handlers, kept out of the docs.
+    app.include_router(auth.router, prefix="/auth", include_in_schema=False)
+    app.include_router(users.router, prefix="/api/users")
+    app.include_router(manga.router, prefix="/api")
+    app.include_router(library.router, prefix="/api/library")
+    app.include_router(progress.router, prefix="/api/users/progress")
+    app.include_router(social.router, prefix="/api")
+    app.include_router(notifications.router, prefix="/api/notifications")
+    app.include_router(chat.router, prefix="/api/chat")
+
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(TrailingSlashMiddleware)
+    return app

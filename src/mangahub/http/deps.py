@@ -1,0 +1,72 @@
+"""Dependencies as types: the runtime, the caller, pagination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mangahub.app import Runtime
+from mangahub.domain.errors import Forbidden, Unauthorized, ValidationFailed
+from mangahub.domain.schemas import MAX_PAGE_SIZE
+from mangahub.security.tokens import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_principal(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    return runtime.tokens.verify(credentials.credentials)
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_admin(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("admin role required")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(get_admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class Pagination:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+def get_pagination(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE_SIZE, description="Alias of page_size.")
+    ] = None,
+) -> Pagination:
+    if page_size is not None and limit is not None and page_size != limit:
+        raise ValidationFailed(
+            "page_size and limit disagree", details=[{"field": "limit", "message": "differs"}]
+        )
+    return Pagination(page=page, page_size=page_size or limit or 20)
+
+
+PageParams = Annotated[Pagination, Depends(get_pagination)]

@@ -1,0 +1,1 @@
+"""Business rules, one module per area. Doors call these; these call storage."""

@@ -1,0 +1,180 @@
+"""Shared fixtures. The backend comes from MANGAHUB_TEST_BACKEND:
+
+- ``sqlite`` (default): a fresh SQLite file, in-process cache and bus;
+- ``postgres``: a fresh PostgreSQL database and a private Redis namespace, both
+  dropped at the end of the run (so parallel runs never meet).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from mangahub.app import Runtime, build_runtime
+from mangahub.config import Settings
+from mangahub.http.app import create_app
+
+BACKEND = os.environ.get("MANGAHUB_TEST_BACKEND", "sqlite")
+PG_ADMIN_DSN = os.environ.get("MANGAHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MANGAHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def pytest_report_header() -> str:
+    return f"mangahub backend: {BACKEND}"
+
+
+@dataclass
+class Backend:
+    """Where one test run keeps its state; `settings()` builds Settings pointing at it."""
+
+    name: str
+    data_dir: Path
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_namespace: str = "mangahub"
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "data_dir": self.data_dir,
+            "database_url": self.database_url,
+            "redis_url": self.redis_url,
+            "redis_namespace": self.redis_namespace,
+            "admin_password": ADMIN_PASSWORD,
+            "bcrypt_rounds": 10,
+            "host": "127.0.0.1",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
+    data_dir = tmp_path_factory.mktemp("data")
+    if BACKEND == "sqlite":
+        yield Backend("sqlite", data_dir)
+        return
+    if BACKEND != "postgres":
+        raise pytest.UsageError(f"unknown MANGAHUB_TEST_BACKEND {BACKEND!r}")
+    suffix = uuid.uuid4().hex[:12]
+    db_name = f"mangahub_test_{suffix}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{db_name}"')
+    finally:
+        await admin.close()
+    host_part = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
+    namespace = f"mangahub-test-{suffix}"
+    try:
+        yield Backend(
+            "postgres",
+            data_dir,
+            database_url=f"postgresql+asyncpg://{host_part}/{db_name}",
+            redis_url=REDIS_URL,
+            redis_namespace=namespace,
+        )
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            keys = [k async for k in client.scan_iter(f"{namespace}:*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def runtime(backend: Backend) -> AsyncIterator[Runtime]:
+    async with build_runtime(backend.settings()) as rt:
+        yield rt
+
+
+@pytest.fixture(scope="session")
+def app(runtime: Runtime) -> FastAPI:
+    return create_app(runtime)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@dataclass
+class UserSession:
+    """A registered, logged-in user: its credentials, tokens and auth header."""
+
+    id: str
+    username: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+MakeUser = Callable[..., Awaitable[UserSession]]
+
+
+@pytest.fixture
+def make_user(client: httpx.AsyncClient) -> MakeUser:
+    """Register and log in a fresh user with a unique name."""
+
+    async def make(prefix: str = "reader", password: str = "correct-horse-battery") -> UserSession:
+        username = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        email = f"{username}@example.com"
+        r = await client.post(
+            "/api/auth/register", json={"username": username, "email": email, "password": password}
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post("/api/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return UserSession(
+            id=body["user"]["id"],
+            username=username,
+            email=email,
+            password=password,
+            access_token=body["access_token"],
+            refresh_token=body["refresh_token"],
+        )
+
+    return make
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient) -> UserSession:
+    r = await client.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return UserSession(
+        id=body["user"]["id"],
+        username="admin",
+        email=body["user"]["email"],
+        password=ADMIN_PASSWORD,
+        access_token=body["access_token"],
+        refresh_token=body["refresh_token"],
+    )
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Iterator[Path]:
+    yield Path(__file__).resolve().parent.parent
