@@ -1,0 +1,1 @@
+"""The bundled catalog (real MangaDex series) and the record format imports share."""
