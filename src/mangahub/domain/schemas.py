@@ -43,7 +43,18 @@ def _not_blank(value: str) -> str:
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=72)]
+
+
+def _fits_bcrypt(value: str) -> str:
+    # bcrypt reads at most 72 bytes; longer input would be silently truncated or refused.
+    if len(value.encode()) > 72:
+        raise ValueError("must be at most 72 bytes as UTF-8")
+    return value
+
+
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=72), AfterValidator(_fits_bcrypt)
+]
 # Free text from users is stored verbatim (HTML included); renderers escape it.
 UserText = Annotated[
     str,
@@ -53,7 +64,8 @@ UserText = Annotated[
 ]
 ChapterNumber = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Title = Annotated[
-    str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
+    str,
+    StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
     AfterValidator(_no_control_chars),
 ]
 

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -56,7 +58,11 @@ class TimestampMixin:
 
 class User(TimestampMixin, Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+    __table_args__ = (
+        CheckConstraint(_in("role", Role), name="role"),
+        # Usernames are unique regardless of case; login looks them up by lower().
+        Index("uq_users_username_lower", func.lower(text("username")), unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(50), unique=True, nullable=False)
@@ -139,7 +145,9 @@ class ChapterRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    manga_id: Mapped[int] = mapped_column(ForeignKey("manga.id", ondelete="CASCADE"), nullable=False)
+    manga_id: Mapped[int] = mapped_column(
+        ForeignKey("manga.id", ondelete="CASCADE"), nullable=False
+    )
     number: Mapped[float] = mapped_column(Chapter, nullable=False)
     title: Mapped[str | None] = mapped_column(String(500))
     volume: Mapped[str | None] = mapped_column(String(20))
@@ -227,7 +235,9 @@ class Comment(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
-    manga_id: Mapped[int] = mapped_column(ForeignKey("manga.id", ondelete="CASCADE"), nullable=False)
+    manga_id: Mapped[int] = mapped_column(
+        ForeignKey("manga.id", ondelete="CASCADE"), nullable=False
+    )
     content: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 

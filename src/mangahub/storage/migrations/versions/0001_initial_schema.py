@@ -34,16 +34,12 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=500), nullable=False),
         sa.Column(
             "alt_titles",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column(
             "authors",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=20), nullable=False),
@@ -76,18 +72,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("slug", name=op.f("uq_manga_slug")),
     )
     with op.batch_alter_table("manga", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_manga_average_rating", ["average_rating"], unique=False
-        )
+        batch_op.create_index("ix_manga_average_rating", ["average_rating"], unique=False)
         batch_op.create_index(
             "ix_manga_last_chapter_check", ["last_chapter_check_at"], unique=False
         )
         batch_op.create_index("ix_manga_popularity", ["popularity"], unique=False)
         batch_op.create_index("ix_manga_status", ["status"], unique=False)
         batch_op.create_index("ix_manga_title", ["title"], unique=False)
-        batch_op.create_index(
-            "ix_manga_total_chapters", ["total_chapters"], unique=False
-        )
+        batch_op.create_index("ix_manga_total_chapters", ["total_chapters"], unique=False)
         batch_op.create_index("ix_manga_updated_at", ["updated_at"], unique=False)
 
     op.create_table(
@@ -100,9 +92,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
             "metadata",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("lease_owner", sa.String(length=100), nullable=True),
@@ -124,13 +114,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
+    # Usernames are unique regardless of case ("Bob" and "bob" are one account).
+    op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
     op.create_table(
         "chapters",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("manga_id", sa.Integer(), nullable=False),
-        sa.Column(
-            "number", sa.Numeric(precision=10, scale=2, asdecimal=False), nullable=False
-        ),
+        sa.Column("number", sa.Numeric(precision=10, scale=2, asdecimal=False), nullable=False),
         sa.Column("title", sa.String(length=500), nullable=True),
         sa.Column("volume", sa.String(length=20), nullable=True),
         sa.Column("language", sa.String(length=10), nullable=False),
@@ -146,15 +136,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chapters")),
-        sa.UniqueConstraint(
-            "manga_id", "number", "language", name="uq_chapters_manga_number_lang"
-        ),
+        sa.UniqueConstraint("manga_id", "number", "language", name="uq_chapters_manga_number_lang"),
         sa.UniqueConstraint("mangadex_id", name=op.f("uq_chapters_mangadex_id")),
     )
     with op.batch_alter_table("chapters", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_chapters_manga_number", ["manga_id", "number"], unique=False
-        )
+        batch_op.create_index("ix_chapters_manga_number", ["manga_id", "number"], unique=False)
 
     op.create_table(
         "chat_messages",
@@ -190,9 +176,7 @@ def upgrade() -> None:
         sa.Column("manga_id", sa.Integer(), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "length(content) BETWEEN 1 AND 2000", name=op.f("ck_comments_content")
-        ),
+        sa.CheckConstraint("length(content) BETWEEN 1 AND 2000", name=op.f("ck_comments_content")),
         sa.ForeignKeyConstraint(
             ["manga_id"],
             ["manga.id"],
@@ -208,9 +192,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_comments")),
     )
     with op.batch_alter_table("comments", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_comments_manga_created", ["manga_id", "created_at"], unique=False
-        )
+        batch_op.create_index("ix_comments_manga_created", ["manga_id", "created_at"], unique=False)
         batch_op.create_index("ix_comments_user", ["user_id"], unique=False)
 
     op.create_table(
@@ -240,9 +222,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("library_entries", schema=None) as batch_op:
         batch_op.create_index("ix_library_manga", ["manga_id"], unique=False)
-        batch_op.create_index(
-            "ix_library_user_added", ["user_id", "added_at"], unique=False
-        )
+        batch_op.create_index("ix_library_user_added", ["user_id", "added_at"], unique=False)
 
     op.create_table(
         "manga_genres",
@@ -263,9 +243,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("manga_id", "genre_id", name=op.f("pk_manga_genres")),
     )
     with op.batch_alter_table("manga_genres", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_manga_genres_genre_id"), ["genre_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_manga_genres_genre_id"), ["genre_id"], unique=False)
 
     op.create_table(
         "notifications",
@@ -277,9 +255,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column(
             "data",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("read", sa.Boolean(), nullable=False),
@@ -310,9 +286,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_notifications_user_undelivered", ["user_id", "delivered"], unique=False
         )
-        batch_op.create_index(
-            "ix_notifications_user_unread", ["user_id", "read"], unique=False
-        )
+        batch_op.create_index("ix_notifications_user_unread", ["user_id", "read"], unique=False)
 
     op.create_table(
         "progress",
@@ -348,9 +322,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("progress", schema=None) as batch_op:
         batch_op.create_index("ix_progress_manga", ["manga_id"], unique=False)
-        batch_op.create_index(
-            "ix_progress_user_version", ["user_id", "version"], unique=False
-        )
+        batch_op.create_index("ix_progress_user_version", ["user_id", "version"], unique=False)
 
     op.create_table(
         "ratings",
@@ -434,9 +406,7 @@ def _create_search_index() -> None:
             "setweight(to_tsvector('simple', coalesce(title, '')), 'A') || "
             "setweight(to_tsvector('simple', coalesce(search_text, '')), 'B')) STORED"
         )
-        op.execute(
-            "CREATE INDEX ix_manga_search_vector ON manga USING gin (search_vector)"
-        )
+        op.execute("CREATE INDEX ix_manga_search_vector ON manga USING gin (search_vector)")
 
 
 def downgrade() -> None:
