@@ -1,14 +1,104 @@
-"""ChatService (being built)."""
+"""Chat rooms, one per series (room id = manga id).
+
+A message is stored, then published on ``chat:<room_id>`` as
+``{"type": "chat", <ChatMessagePublic fields>}``, so every process with members in
+the room relays it and history never misses a message that was broadcast.
+Message ids grow with time, so they are the history cursor (``before``).
+"""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from mangahub.bus import EventBus
-from mangahub.cache import Cache
-from mangahub.config import Settings
-from mangahub.security.tokens import TokenCodec
+from mangahub.domain.errors import ValidationFailed
+from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.services._common import (
+    MAX_ROW_ID,
+    publish_after_commit,
+    require_manga,
+    require_username,
+    validate_text,
+)
 from mangahub.storage.database import Database
+from mangahub.storage.models import ChatMessage, User
+
+MAX_HISTORY = 100
+RECENT_DEFAULT = 50
 
 
 class ChatService:
     def __init__(self, db: Database, bus: EventBus) -> None:
-        pass
+        self._db = db
+        self._bus = bus
+
+    async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic:
+        """Store a message in a room and broadcast it to the room's members."""
+        content = validate_text(content, "content")
+        async with self._db.session() as s:
+            await require_manga(s, room_id)
+            username = await require_username(s, user_id)
+            row = ChatMessage(room_id=room_id, user_id=user_id, content=content)
+            s.add(row)
+            await s.flush()
+        message = ChatMessagePublic(
+            id=row.id,
+            room_id=room_id,
+            user_id=user_id,
+            username=username,
+            content=content,
+            timestamp=row.created_at,
+        )
+        event = {"type": "chat", **message.model_dump(mode="json")}
+        await publish_after_commit(self._bus, f"chat:{room_id}", event)
+        return message
+
+    async def history(
+        self, room_id: int, before: int | None = None, limit: int = RECENT_DEFAULT
+    ) -> list[ChatMessagePublic]:
+        """Up to ``limit`` messages older than message id ``before`` (all when None),
+        newest first. NotFound for an unknown manga."""
+        _check_limit(limit)
+        async with self._db.session() as s:
+            return await _newest(s, room_id, before, limit)
+
+    async def recent(self, room_id: int, n: int = RECENT_DEFAULT) -> list[ChatMessagePublic]:
+        """The last ``n`` messages, oldest first (what a joiner sees scroll in)."""
+        _check_limit(n)
+        async with self._db.session() as s:
+            newest = await _newest(s, room_id, None, n)
+        return newest[::-1]
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_HISTORY:
+        raise ValidationFailed(
+            "invalid limit", details=[{"field": "limit", "message": f"must be 1..{MAX_HISTORY}"}]
+        )
+
+
+async def _newest(
+    s: AsyncSession, room_id: int, before: int | None, limit: int
+) -> list[ChatMessagePublic]:
+    await require_manga(s, room_id)
+    stmt = _message_columns().where(ChatMessage.room_id == room_id)
+    # A cursor beyond any possible id means "from the newest", like no cursor.
+    if before is not None and before <= MAX_ROW_ID:
+        stmt = stmt.where(ChatMessage.id < before)
+    rows = await s.execute(stmt.order_by(ChatMessage.id.desc()).limit(limit))
+    return [ChatMessagePublic.model_validate(r) for r in rows]
+
+
+def _message_columns() -> Select[int, int, uuid.UUID, str, str, datetime]:
+    return select(
+        ChatMessage.id,
+        ChatMessage.room_id,
+        ChatMessage.user_id,
+        User.username,
+        ChatMessage.content,
+        ChatMessage.created_at.label("timestamp"),
+    ).join(User, User.id == ChatMessage.user_id)

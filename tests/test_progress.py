@@ -1,0 +1,306 @@
+"""PUT, GET /api/users/progress and GET /api/users/progress/{manga_id}; the progress
+service's versioning, events and batch writes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import NamedTuple
+
+import httpx
+import pytest
+
+from mangahub.app import Runtime
+from mangahub.domain.enums import ReadingStatus
+from mangahub.domain.errors import NotFound, ValidationFailed
+from mangahub.domain.schemas import ProgressPublic
+from tests.conftest import MakeUser, UserSession
+from tests.test_library import (
+    UNKNOWN_MANGA,
+    assert_error,
+    assert_utc_iso,
+    catalog_ids,
+    error_fields,
+    live_subscription,
+    new_manga,
+)
+
+PROGRESS_FIELDS = {"manga_id", "chapter", "status", "version", "device", "updated_at"}
+
+
+async def put(
+    client: httpx.AsyncClient,
+    user: UserSession,
+    manga_id: int,
+    chapter: float,
+    status: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    body: dict[str, object] = {"manga_id": manga_id, "chapter": chapter}
+    if status is not None:
+        body["status"] = status
+    return await client.put(
+        "/api/users/progress", json=body, headers={**user.headers, **(headers or {})}
+    )
+
+
+async def test_put_returns_the_stored_progress(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    (manga_id,) = await catalog_ids(runtime, 1)
+    r = await put(client, user, manga_id, 12.5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == PROGRESS_FIELDS
+    assert body["manga_id"] == manga_id
+    assert body["chapter"] == 12.5
+    assert body["status"] == "reading"
+    assert body["device"] == "http"
+    assert body["version"] >= 1
+    assert_utc_iso(body["updated_at"])
+
+    r = await client.get(f"/api/users/progress/{manga_id}", headers=user.headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == body
+
+
+async def test_device_header_names_the_device(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    (manga_id,) = await catalog_ids(runtime, 1)
+    r = await put(client, user, manga_id, 3, "on_hold", headers={"X-Device": "kobo-clara"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["device"], r.json()["status"]) == ("kobo-clara", "on_hold")
+    r = await put(client, user, manga_id, 3, headers={"X-Device": "x" * 101})
+    assert r.status_code == 422, r.text
+
+
+async def test_one_row_per_manga_and_versions_grow_per_user(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    first, second = await catalog_ids(runtime, 2)
+    versions = []
+    for manga_id, chapter in ((first, 1), (second, 4), (first, 2), (first, 2.5)):
+        r = await put(client, alice, manga_id, chapter)
+        assert r.status_code == 200, r.text
+        versions.append(r.json()["version"])
+    assert versions == sorted(versions) and len(set(versions)) == 4
+
+    r = await client.get("/api/users/progress", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    rows = r.json()
+    # Most recently written first; the upserted row keeps the last write.
+    assert [(p["manga_id"], p["chapter"], p["version"]) for p in rows] == [
+        (first, 2.5, versions[3]),
+        (second, 4, versions[1]),
+    ]
+    assert all(set(p) == PROGRESS_FIELDS for p in rows)
+
+    # Another user's counter is their own.
+    r = await put(client, bob, first, 1)
+    assert r.json()["version"] == 1
+
+
+async def test_chapter_up_to_the_known_total(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    bounded = await new_manga(runtime, total_chapters=10)
+    unbounded = await new_manga(runtime)
+    assert (await put(client, user, bounded, 10)).status_code == 200
+    r = await put(client, user, bounded, 10.5)
+    assert r.status_code == 422, r.text
+    assert error_fields(r) == {"chapter"}
+    r = await client.get(f"/api/users/progress/{bounded}", headers=user.headers)
+    assert r.json()["chapter"] == 10
+    assert (await put(client, user, unbounded, 9999.5)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"chapter": -1}, "chapter"),
+        ({"chapter": 1e9}, "chapter"),
+        ({"chapter": "twelve"}, "chapter"),
+        ({"chapter": None}, "chapter"),
+        ({}, "chapter"),
+        ({"chapter": 1, "status": "binge"}, "status"),
+        ({"chapter": 1, "manga_id": 0}, "manga_id"),
+        ({"chapter": 1, "manga_id": None}, "manga_id"),
+    ],
+)
+async def test_bad_bodies_name_the_field(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    runtime: Runtime,
+    body: dict[str, object],
+    field: str,
+) -> None:
+    user = await make_user()
+    (manga_id,) = await catalog_ids(runtime, 1)
+    r = await client.put(
+        "/api/users/progress", json={"manga_id": manga_id, **body}, headers=user.headers
+    )
+    assert r.status_code == 422, r.text
+    assert field in error_fields(r)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_non_finite_chapters_are_rejected(
+    client: httpx.AsyncClient, make_user: MakeUser, literal: str
+) -> None:
+    user = await make_user()
+    r = await client.put(
+        "/api/users/progress",
+        content=f'{{"manga_id": 1, "chapter": {literal}}}',
+        headers={**user.headers, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert "chapter" in error_fields(r)
+
+
+async def test_unknown_manga_and_missing_progress_are_not_found(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    (manga_id,) = await catalog_ids(runtime, 1)
+    assert_error(await put(client, user, UNKNOWN_MANGA, 1), 404, "not_found")
+    for target in (manga_id, UNKNOWN_MANGA, 2**70):
+        r = await client.get(f"/api/users/progress/{target}", headers=user.headers)
+        assert_error(r, 404, "not_found")
+    r = await client.get("/api/users/progress", headers=user.headers)
+    assert r.json() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/users/progress"),
+        ("GET", "/api/users/progress"),
+        ("GET", "/api/users/progress/1"),
+    ],
+)
+async def test_requires_a_token(client: httpx.AsyncClient, method: str, path: str) -> None:
+    r = await client.request(method, path, json={"manga_id": 1, "chapter": 1})
+    assert_error(r, 401, "unauthorized")
+
+
+async def test_update_is_published_to_the_users_topic_only(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    (manga_id,) = await catalog_ids(runtime, 1)
+    mine = await live_subscription(runtime.bus, f"progress:{alice.id}")
+    theirs = await live_subscription(runtime.bus, f"progress:{bob.id}")
+    try:
+        r = await put(client, alice, manga_id, 7.5, "reading", headers={"X-Device": "phone"})
+        assert r.status_code == 200, r.text
+        topic, event = await asyncio.wait_for(mine.get(), 2)
+        assert topic == f"progress:{alice.id}"
+        assert event["type"] == "progress"
+        assert event["data"] == r.json()
+        assert set(event["data"]) == PROGRESS_FIELDS
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(theirs.get(), 0.3)
+    finally:
+        await mine.close()
+        await theirs.close()
+
+
+async def test_rejected_updates_publish_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    sub = await live_subscription(runtime.bus, f"progress:{user.id}")
+    try:
+        assert (await put(client, user, UNKNOWN_MANGA, 1)).status_code == 404
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sub.get(), 0.3)
+    finally:
+        await sub.close()
+
+
+# --- the service, as the TCP door uses it -----------------------------------------------
+
+
+class Write(NamedTuple):
+    user_id: uuid.UUID
+    manga_id: int
+    chapter: float
+    status: ReadingStatus
+    device: str | None
+    origin: str | None
+
+
+async def test_changed_since_lists_newer_rows_in_version_order(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    user = await make_user()
+    user_id = uuid.UUID(user.id)
+    a, b, c = await catalog_ids(runtime, 3)
+    progress = runtime.progress
+    v1 = await progress.update(user_id, a, 1, ReadingStatus.READING, "laptop")
+    v2 = await progress.update(user_id, b, 1, ReadingStatus.READING, "laptop")
+    v3 = await progress.update(user_id, a, 2, ReadingStatus.COMPLETED, "phone")
+    await progress.update(user_id, c, 5, ReadingStatus.READING, None)
+
+    assert [p.version for p in await progress.changed_since(user_id, 0)] == [
+        v2.version,
+        v3.version,
+        v3.version + 1,
+    ]
+    newer = await progress.changed_since(user_id, v2.version)
+    assert [(p.manga_id, p.chapter, p.status, p.device) for p in newer] == [
+        (a, 2, ReadingStatus.COMPLETED, "phone"),
+        (c, 5, ReadingStatus.READING, None),
+    ]
+    assert v1.version < v2.version < v3.version
+    assert await progress.changed_since(user_id, 10**30) == []
+
+
+async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime: Runtime) -> None:
+    alice, bob = await make_user(), await make_user()
+    a_id, b_id = uuid.UUID(alice.id), uuid.UUID(bob.id)
+    bounded = await new_manga(runtime, total_chapters=5)
+    (manga_id,) = await catalog_ids(runtime, 1)
+    reading = ReadingStatus.READING
+    sub = await live_subscription(runtime.bus, f"progress:{alice.id}")
+    try:
+        outcomes = await runtime.progress.update_many(
+            [
+                Write(a_id, manga_id, 1, reading, "tcp", "session-1"),
+                Write(a_id, UNKNOWN_MANGA, 1, reading, "tcp", "session-1"),
+                Write(b_id, manga_id, 3, reading, "tcp", None),
+                Write(a_id, bounded, 6, reading, "tcp", "session-1"),
+                Write(a_id, manga_id, 2, reading, "tcp", "session-1"),
+                Write(a_id, manga_id, float("nan"), reading, "tcp", "session-1"),
+            ]
+        )
+        ok1, unknown, bobs, too_far, ok2, nan = outcomes
+        assert isinstance(ok1, ProgressPublic) and isinstance(ok2, ProgressPublic)
+        assert isinstance(bobs, ProgressPublic) and bobs.version == 1
+        assert isinstance(unknown, NotFound)
+        assert isinstance(too_far, ValidationFailed)
+        assert isinstance(nan, ValidationFailed)
+        assert ok2.version == ok1.version + 1
+        stored = await runtime.progress.get(a_id, manga_id)
+        assert (stored.chapter, stored.version) == (2, ok2.version)
+
+        events = [await asyncio.wait_for(sub.get(), 2) for _ in range(2)]
+        assert [e["data"]["version"] for _, e in events] == [ok1.version, ok2.version]
+        assert all(e["origin"] == "session-1" for _, e in events)
+    finally:
+        await sub.close()
+
+
+async def test_chapters_are_stored_with_two_decimals(make_user: MakeUser, runtime: Runtime) -> None:
+    user = await make_user()
+    user_id = uuid.UUID(user.id)
+    (manga_id,) = await catalog_ids(runtime, 1)
+    written = await runtime.progress.update(user_id, manga_id, 7.256, ReadingStatus.READING, None)
+    stored = await runtime.progress.get(user_id, manga_id)
+    # What the caller is told is what every later read returns, on both backends.
+    assert written.chapter == stored.chapter == 7.26
