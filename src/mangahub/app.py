@@ -50,7 +50,10 @@ class Runtime:
     async def check_ready(self) -> dict[str, str]:
         """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
         status: dict[str, str] = {}
-        for name, probe in (("database", self.db.ping), ("cache", self.cache.ping)):
+        probes = [("database", self.db.ping)]
+        if self.redis is not None:
+            probes.append(("redis", self.cache.ping))
+        for name, probe in probes:
             try:
                 await probe()
                 status[name] = "ok"
@@ -70,7 +73,9 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
     bus: EventBus
     if settings.redis_url:
         redis_client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
             health_check_interval=30,
         )
         cache = RedisCache(redis_client, settings.redis_namespace)

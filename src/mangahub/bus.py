@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 DEFAULT_QUEUE_SIZE = 1024
+# Put on a subscription's queue when it closes, to end iteration.
+_CLOSED: tuple[str, Event] = ("", {})
 
 
 class Subscription:
@@ -43,19 +45,33 @@ class Subscription:
         self._queue.put_nowait((topic, event))
 
     async def get(self) -> tuple[str, Event]:
-        return await self._queue.get()
+        """The next (topic, event); raises EOFError once the subscription is closed."""
+        item = await self._queue.get()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # keep later readers from blocking too
+            raise EOFError("subscription closed")
+        return item
 
     def __aiter__(self) -> AsyncIterator[tuple[str, Event]]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[tuple[str, Event]]:
-        while not self._closed:
-            yield await self._queue.get()
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                self._queue.put_nowait(_CLOSED)  # later readers end too
+                return
+            yield item
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._on_close(self)
+        if self._closed:
+            return
+        self._closed = True
+        # Wake a reader blocked in get()/iteration so it can finish.
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_CLOSED)
+        await self._on_close(self)
 
 
 class EventBus(Protocol):
@@ -184,4 +200,4 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,15 +1,15 @@
 """One error tree for the whole service, mapped once per door.
 
-    MangaHubError
-     ├── BadRequest          bad_request       (malformed input the schema could not name)
-     ├── ValidationFailed    validation_error  (well-formed input that breaks a rule)
-     ├── Unauthorized        unauthorized
-     ├── Forbidden           forbidden
-     ├── NotFound            not_found
-     ├── Conflict            conflict
-     ├── RateLimited         rate_limited      (carries retry_after seconds)
-     ├── Unavailable         unavailable       (a dependency is down; retry later)
-     └── InternalError       internal
+MangaHubError
+ ├── BadRequest          bad_request       (malformed input the schema could not name)
+ ├── ValidationFailed    validation_error  (well-formed input that breaks a rule)
+ ├── Unauthorized        unauthorized
+ ├── Forbidden           forbidden
+ ├── NotFound            not_found
+ ├── Conflict            conflict
+ ├── RateLimited         rate_limited      (carries retry_after seconds)
+ ├── Unavailable         unavailable       (a dependency is down; retry later)
+ └── InternalError       internal
 """
 
 from __future__ import annotations

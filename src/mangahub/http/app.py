@@ -19,6 +19,7 @@ from mangahub.http.routes import (
     progress,
     social,
     users,
+    ws,
 )
 
 
@@ -45,6 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(social.router, prefix="/api")
     app.include_router(notifications.router, prefix="/api/notifications")
     app.include_router(chat.router, prefix="/api/chat")
+    app.include_router(ws.router)
 
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)

@@ -16,7 +16,7 @@ from mangahub.security.tokens import Principal
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -55,7 +55,7 @@ class Pagination:
         return (self.page - 1) * self.page_size
 
 
-def get_pagination(
+async def get_pagination(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     limit: Annotated[

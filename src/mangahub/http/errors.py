@@ -30,7 +30,11 @@ _STATUS_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -70,8 +74,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "bad_request")
-        return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
+        code = _STATUS_CODES.get(
+            exc.status_code, "internal" if exc.status_code >= 500 else "bad_request"
+        )
+        return error_response(
+            exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}) or None
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

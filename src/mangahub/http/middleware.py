@@ -27,16 +27,20 @@ class TrailingSlashMiddleware:
 
 
 class HttpMetrics:
-    """Request counters and latency histograms, labelled by route template."""
+    """Request counters and latency histograms, labelled by handler."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "mangahub_http_requests_total", "HTTP requests",
-            ["method", "route", "status"], registry=registry,
+            "mangahub_http_requests_total",
+            "HTTP requests",
+            ["method", "handler", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "mangahub_http_request_seconds", "HTTP request latency",
-            ["method", "route"], registry=registry,
+            "mangahub_http_request_seconds",
+            "HTTP request latency",
+            ["method", "handler"],
+            registry=registry,
         )
 
 
@@ -62,8 +66,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            # The route template keeps label cardinality bounded (ids are not labels).
-            template = getattr(route, "path", "unmatched")
+            # The handler name keeps label cardinality bounded (ids are never labels).
+            template = getattr(route, "name", None) or "unmatched"
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(
                 time.perf_counter() - start

@@ -1,0 +1,53 @@
+# MangaHub developer entry points. Every target creates the virtualenv it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+
+.PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean
+
+$(STAMP): pyproject.toml requirements-dev.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+## run: serve every part on the embedded default (SQLite + bundled catalog under ./data)
+run: $(STAMP)
+	$(BIN)/mangahub serve
+
+## test: the whole suite, on SQLite + in-process bus, then on PostgreSQL + Redis
+test: test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
+	MANGAHUB_TEST_BACKEND=sqlite $(PYTEST)
+
+test-postgres: $(STAMP)
+	MANGAHUB_TEST_BACKEND=postgres $(PYTEST)
+
+## check: lint and type-check
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/http_bench.py
+
+## lock: re-pin dependencies after editing pyproject.toml
+lock: $(STAMP)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile -q pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""``mangahub``: run the servers, manage the database (client commands join later)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mangahub.app import build_runtime
+from mangahub.catalog.records import SeriesRecord
+from mangahub.config import Settings, load_settings
+from mangahub.servers import ALL_PARTS, Part, run_servers
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="mangahub",
+    help="MangaHub: a self-hosted manga tracker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance (runs server-side).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: ./mangahub.toml if present)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when available (faster sockets), plain asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+@app.command()
+def serve(
+    part: Annotated[
+        str | None, typer.Argument(help="Run one part only: api, tcp, udp, grpc or sync.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run MangaHub's servers in one process (all parts, or the one named)."""
+    settings = _settings(config)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if part is not None and part not in ALL_PARTS:
+        typer.secho(f"error: unknown part {part!r}; choose from {', '.join(ALL_PARTS)}", err=True)
+        raise typer.Exit(2)
+    parts: tuple[Part, ...] = (part,) if part else ALL_PARTS
+    _run(_serve(settings, parts))
+
+
+async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with build_runtime(settings) as runtime, run_servers(runtime, parts) as running:
+        for server in running.servers:
+            host, port = server.address
+            # One parseable line per listener: scripts (and tests using port 0) read these.
+            print(f"mangahub {server.name} listening on {host}:{port}", flush=True)
+        await stop.wait()
+        print("mangahub shutting down", flush=True)
+
+
+@db_app.command("migrate")
+def db_migrate(config: ConfigOption = None) -> None:
+    """Create or upgrade the schema to the newest version."""
+    settings = _settings(config)
+
+    async def work() -> None:
+        async with build_runtime(settings.model_copy(update={"seed_catalog": False})):
+            pass
+
+    _run(work())
+    typer.echo("database is up to date")
+
+
+@db_app.command("seed")
+def db_seed(
+    config: ConfigOption = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="JSON list of series records to import instead of the bundled catalog."
+        ),
+    ] = None,
+) -> None:
+    """Load the bundled catalog (idempotent), or import series from a JSON file."""
+    settings = _settings(config)
+
+    async def work() -> int:
+        async with build_runtime(settings.model_copy(update={"seed_catalog": False})) as rt:
+            if file is None:
+                return await rt.catalog.seed_bundled()
+            records = [SeriesRecord.from_json(item) for item in json.loads(file.read_text())]
+            return await rt.catalog.import_series(records)
+
+    count = _run(work())
+    typer.echo(f"{count} series added or updated")

@@ -1,0 +1,223 @@
+"""``/ws``: the WebSocket chat endpoint (SPEC "WebSocket chat"; docs/protocols/websocket.md).
+
+The endpoint is the reader of a connection: it authenticates, registers the client
+with the app's :class:`~mangahub.chat.hub.Hub`, then reads frames and hands them to
+the hub, answering errors with ``{"type":"error",…}``. Everything the server sends
+after authentication goes through the client's queue and writer task.
+
+Keepalive lives here because it is about reading: after ``ping_interval`` seconds
+without a frame from the client the server sends ``{"type":"ping"}``; at
+``idle_timeout`` the connection is closed with 1008. (ASGI exposes no protocol-level
+ping frames; uvicorn's own keepalive pings run underneath as well.)
+
+Authentication failures are reported in-band rather than as an HTTP 403 on the
+handshake, because browsers hide handshake responses: the connection is accepted,
+gets ``{"type":"error","code":"unauthorized",…}`` and is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+
+from mangahub.app import Runtime
+from mangahub.chat import protocol
+from mangahub.chat.client import Client
+from mangahub.chat.config import ChatConfig
+from mangahub.chat.hub import Hub
+from mangahub.chat.protocol import CloseCode
+from mangahub.domain.errors import ErrorCode, MangaHubError, Unauthorized
+from mangahub.security.tokens import Principal, TokenCodec
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+def chat_hub(app: Any) -> Hub:
+    """The app's hub, created on first use. Tests and benchmarks may set
+    ``app.state.chat_config`` (a :class:`ChatConfig`) before the first connection."""
+    hub: Hub | None = getattr(app.state, "chat_hub", None)
+    if hub is None:
+        runtime: Runtime = app.state.runtime
+        config: ChatConfig = getattr(app.state, "chat_config", None) or ChatConfig()
+        hub = app.state.chat_hub = Hub(runtime.chat, runtime.bus, config)
+    return hub
+
+
+async def close_chat(
+    app: object, *, code: int = CloseCode.GOING_AWAY, timeout: float = 5.0
+) -> None:
+    """Close every chat connection of ``app`` (an ASGI app as uvicorn holds it) with
+    ``code`` (graceful shutdown); nothing for an app that is not MangaHub's."""
+    if getattr(getattr(app, "state", None), "runtime", None) is None:
+        return  # not a MangaHub app
+    await chat_hub(app).close_all(code, timeout)
+
+
+class _Socket:
+    """The client's Transport over Starlette's WebSocket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+
+@router.websocket("/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    hub = chat_hub(websocket.app)
+    runtime: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    if hub.closing:
+        await _close(websocket, CloseCode.GOING_AWAY, "server shutting down")
+        return
+    principal = await _authenticate(websocket, runtime.tokens, hub.config)
+    if principal is None:
+        return
+    try:
+        client = await hub.connect(principal.user_id, principal.username, _Socket(websocket))
+    except MangaHubError as exc:  # shutting down
+        await _refuse(websocket, exc.code, exc.message, CloseCode.GOING_AWAY)
+        return
+    except Exception:
+        log.exception("chat: cannot register a connection")
+        await _refuse(websocket, "unavailable", "chat unavailable", CloseCode.INTERNAL)
+        return
+    try:
+        manga_id = websocket.query_params.get("manga_id")
+        if manga_id is not None:
+            await _reply_errors(client, _join_from_query(hub, client, manga_id))
+        await _read_loop(websocket, hub, client)
+    except Exception:
+        log.exception("chat: connection of %s failed", principal.username)
+        client.abort(CloseCode.INTERNAL, "internal error")
+    finally:
+        await hub.disconnect(client)
+
+
+async def _join_from_query(hub: Hub, client: Client, manga_id: str) -> None:
+    await hub.join(client, protocol.parse_room_id(manga_id))
+
+
+async def _read_loop(websocket: WebSocket, hub: Hub, client: Client) -> None:
+    config = hub.config
+    loop = asyncio.get_running_loop()
+    last_heard = loop.time()
+    pinged = False
+    while not client.closing:
+        deadline = last_heard + (config.idle_timeout if pinged else config.ping_interval)
+        try:
+            async with asyncio.timeout_at(deadline) as timeout:
+                client.watch_read(timeout)  # a close decided elsewhere ends the wait
+                message = await websocket.receive()
+        except TimeoutError:
+            if client.closing:
+                break
+            if pinged:
+                log.info(
+                    "chat: %s silent for %.0f s; closing", client.username, config.idle_timeout
+                )
+                client.close(CloseCode.POLICY, "idle timeout")
+                break
+            client.offer(protocol.PING_TEXT)
+            pinged = True
+            continue
+        finally:
+            client.watch_read(None)
+        if message["type"] == "websocket.disconnect":
+            break
+        last_heard, pinged = loop.time(), False
+        raw: str | bytes | None = message.get("text")
+        if raw is None:
+            raw = message.get("bytes")
+        if raw is not None:
+            await _reply_errors(client, hub.receive(client, raw))
+
+
+async def _reply_errors(client: Client, action: Awaitable[None]) -> None:
+    """Await ``action``; a domain error becomes an error message, the connection stays."""
+    try:
+        await action
+    except MangaHubError as exc:
+        await client.send(protocol.encode(protocol.error(exc.code, exc.message)))
+    except Exception:
+        log.exception("chat: failed to handle a message from %s", client.username)
+        await client.send(protocol.encode(protocol.error("internal", "internal error")))
+
+
+# --- authentication ----------------------------------------------------------------------
+
+
+async def _authenticate(
+    websocket: WebSocket, tokens: TokenCodec, config: ChatConfig
+) -> Principal | None:
+    """The caller, from the header, ``?token=``, or the first message; None once the
+    connection has been refused and closed."""
+    token = _bearer(websocket.headers.get("authorization")) or websocket.query_params.get("token")
+    if token is not None:
+        try:
+            return tokens.verify(token)
+        except Unauthorized as exc:
+            await _refuse(websocket, "unauthorized", exc.message)
+            return None
+    try:
+        async with asyncio.timeout(config.auth_timeout):
+            message = await websocket.receive()
+    except TimeoutError:
+        await _refuse(websocket, "unauthorized", "no auth message in time")
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text")
+    try:
+        parsed = protocol.parse(raw if raw is not None else message.get("bytes") or b"")
+    except MangaHubError as exc:
+        await _refuse(websocket, exc.code, exc.message)
+        return None
+    if not isinstance(parsed, protocol.Auth):
+        await _refuse(websocket, "unauthorized", "authenticate first: send {type: auth, token}")
+        return None
+    try:
+        principal = tokens.verify(parsed.token)
+    except Unauthorized as exc:
+        await _refuse(websocket, "unauthorized", exc.message)
+        return None
+    # No writer task exists yet, so sending directly cannot interleave with one.
+    with contextlib.suppress(Exception):
+        await websocket.send_text(
+            protocol.encode(protocol.auth_ok(str(principal.user_id), principal.username))
+        )
+    return principal
+
+
+def _bearer(header: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; any other header value is
+    passed through so that it is rejected rather than silently ignored."""
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else header
+
+
+async def _refuse(
+    websocket: WebSocket, code: ErrorCode, message: str, close_code: int = CloseCode.POLICY
+) -> None:
+    with contextlib.suppress(Exception):  # the peer may already be gone
+        await websocket.send_text(protocol.encode(protocol.error(code, message)))
+    await _close(websocket, close_code, message)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            await websocket.close(code, reason[:120])  # a close reason is at most 123 bytes

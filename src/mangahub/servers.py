@@ -1,0 +1,161 @@
+"""One lifecycle for every server: start → serve → drain with a timeout → close.
+
+``run_servers()`` is what ``mangahub serve`` and the tests use: it starts the
+requested parts on one runtime and, on exit, stops them in reverse order, each
+given ``drain_timeout`` seconds to finish in-flight work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Generator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from mangahub.app import Runtime
+from mangahub.http.app import create_app
+
+log = logging.getLogger(__name__)
+
+Part = Literal["api", "tcp", "udp", "grpc", "sync"]
+ALL_PARTS: tuple[Part, ...] = ("api", "tcp", "udp", "grpc", "sync")
+
+
+class ManagedServer(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def stop(self, timeout: float) -> None: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the process has one coordinator."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpServer:
+    """The HTTP door (REST, health, metrics; WebSocket chat joins it) on uvicorn."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        host: str,
+        port: int,
+        *,
+        app: ASGIApp | None = None,
+        name: str = "http",
+    ) -> None:
+        # ``app``/``name``: the same server serves the internal trigger (udp part).
+        self.name = name
+        config = uvicorn.Config(
+            app if app is not None else create_app(runtime),
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            ws="websockets-sansio",
+            # Compression costs ~36 KiB per connection and a compress per member per message.
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=None,
+            proxy_headers=False,
+        )
+        self._server = _UvicornServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server._serve(), name=f"{self.name}-server")
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # surfaces the bind error
+                raise RuntimeError("http server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        sock = self._server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self, timeout: float) -> None:
+        if self._task is None:
+            return
+        # Chat clients get 1001 "going away" (after their queued messages) before
+        # uvicorn's own shutdown would close them with 1012.
+        from mangahub.http.routes.ws import close_chat
+
+        await close_chat(self._server.config.app, timeout=timeout / 2)
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._server.force_exit = True
+            await self._task
+
+
+@dataclass
+class RunningServers:
+    """The servers started by :func:`run_servers`, with their bound addresses."""
+
+    servers: list[ManagedServer] = field(default_factory=list)
+
+    def address(self, name: str) -> tuple[str, int]:
+        for server in self.servers:
+            if server.name == name:
+                return server.address
+        raise KeyError(name)
+
+
+def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer]:
+    settings = runtime.settings
+    servers: list[ManagedServer] = []
+    for part in parts:
+        if part == "api":
+            servers.append(HttpServer(runtime, settings.host, settings.http_port))
+        elif part == "tcp":
+            from mangahub.tcp.server import TcpServer
+
+            servers.append(TcpServer(runtime, settings.host, settings.tcp_port))
+        elif part == "udp":
+            from mangahub.udp.server import UdpServer
+            from mangahub.udp.trigger import trigger_server
+
+            servers.append(UdpServer(runtime, settings.host, settings.udp_port))
+            servers.append(trigger_server(runtime, settings.host, settings.trigger_port))
+        else:
+            log.warning("part %r is not available in this build; skipping", part)
+    return servers
+
+
+@asynccontextmanager
+async def run_servers(
+    runtime: Runtime, parts: Sequence[Part] = ALL_PARTS, *, drain_timeout: float = 10.0
+) -> AsyncIterator[RunningServers]:
+    running = RunningServers()
+    try:
+        for server in build_servers(runtime, parts):
+            await server.start()
+            running.servers.append(server)
+            host, port = server.address
+            log.info("%s listening on %s:%d", server.name, host, port)
+        yield running
+    finally:
+        for server in reversed(running.servers):
+            try:
+                await server.stop(drain_timeout)
+            except Exception:  # one failing stop must not keep the others open
+                log.exception("error while stopping %s", server.name)

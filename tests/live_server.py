@@ -1,0 +1,115 @@
+"""A real ``mangahub serve`` subprocess on ephemeral ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LISTEN_LINE = re.compile(r"^mangahub (\w+) listening on ([\d.]+):(\d+)$")
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[str]
+    addresses: dict[str, tuple[str, int]]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        host, port = self.addresses["http"]
+        return f"http://{host}:{port}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def server_env(
+    data_dir: Path,
+    database_url: str | None,
+    redis_url: str | None,
+    redis_namespace: str,
+    **extra: str,
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANGAHUB_")}
+    env.update(
+        MANGAHUB_HOST="127.0.0.1",
+        MANGAHUB_HTTP_PORT="0",
+        MANGAHUB_TCP_PORT="0",
+        MANGAHUB_UDP_PORT="0",
+        MANGAHUB_GRPC_PORT="0",
+        MANGAHUB_TRIGGER_PORT="0",
+        MANGAHUB_DATA_DIR=str(data_dir),
+        MANGAHUB_BCRYPT_ROUNDS="10",
+        MANGAHUB_REDIS_NAMESPACE=redis_namespace,
+    )
+    if database_url:
+        env["MANGAHUB_DATABASE_URL"] = database_url
+    if redis_url:
+        env["MANGAHUB_REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def live_server(
+    env: dict[str, str],
+    *args: str,
+    cwd: Path | None = None,
+    startup_timeout: float = 60,
+    wait_for: str = "http",
+) -> Iterator[LiveServer]:
+    """Start ``mangahub serve ARGS`` and wait until the ``wait_for`` listener (default
+    the HTTP one; say ``"tcp"`` for ``serve tcp``) is announced."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mangahub", "serve", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = LiveServer(process, {})
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            server.output.append(line)
+            match = LISTEN_LINE.match(line)
+            if match:
+                server.addresses[match[1]] = (match[2], int(match[3]))
+                if match[1] == wait_for:
+                    ready.set()
+        ready.set()  # the process ended: unblock the waiter, which then reports it
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    deadline = time.monotonic() + startup_timeout
+    try:
+        started = ready.wait(max(0.0, deadline - time.monotonic()))
+        if not started or wait_for not in server.addresses:
+            raise RuntimeError("server did not start:\n" + "\n".join(server.output[-40:]))
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        pumper.join(5)  # it reads to the end of the output, then the pipe can be closed
+        if process.stdout is not None and not pumper.is_alive():
+            process.stdout.close()
