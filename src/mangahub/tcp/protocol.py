@@ -1,0 +1,508 @@
+"""Sans-I/O session of the TCP progress-sync protocol (SPEC "TCP progress sync").
+
+Newline-delimited JSON, UTF-8, one object per line, a line at most 64 KiB. This
+module does no I/O and never awaits: :class:`ServerSession` takes bytes in
+(:meth:`~ServerSession.receive_data`), hands out typed client events one at a time
+(:meth:`~ServerSession.next_event`), and queues encoded reply lines
+(:meth:`~ServerSession.data_to_send`). The asyncio server in ``server.py`` is a thin
+wrapper: it owns the socket, the timers (auth 10 s, idle 90 s), the send queue and
+the calls into the services.
+
+Session states::
+
+    AWAITING_AUTH --auth--> AUTHENTICATING --accept_auth--> AUTHENTICATED
+          |                       |
+          | anything else         | reject_auth
+          v                       v
+        CLOSED <------------------+---- oversized line, receive_eof
+
+Errors use the closed set of codes shared by every door; which ones end the
+session:
+
+=========================================  ==============  ===========
+what                                       code            connection
+=========================================  ==============  ===========
+bad or missing token                       unauthorized    closed
+any other message before auth              unauthorized    closed
+unparseable line before auth               bad_request     closed
+line longer than 64 KiB                    bad_request     closed
+malformed JSON, unknown type, bad fields   bad_request     stays open
+more than 50 msg/s (burst 100)             rate_limited    stays open
+=========================================  ==============  ===========
+
+Events are pulled one at a time on purpose: a chunk may hold ``auth`` followed by
+``progress_update``, and the second line must be judged in the state the first
+one leaves behind (only known once the wrapper verified the token).
+
+Conflict rule (what every door and device can rely on): the server orders writes
+to one user's progress by arrival; each committed write takes the next value of
+that user's version counter, so versions only increase; the last write to a
+(user, manga) pair wins; every device converges by receiving each committed write
+as a ``progress`` push and, after a reconnect, by ``sync`` from the highest version
+it has seen.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
+
+import orjson
+from pydantic import ValidationError
+
+from mangahub.domain.enums import ReadingStatus
+from mangahub.domain.errors import ErrorCode
+from mangahub.domain.schemas import ProgressIn
+
+MAX_LINE: Final = 64 * 1024
+"""Longest accepted line in bytes, newline excluded."""
+RATE_PER_SECOND: Final = 50.0
+RATE_BURST: Final = 100
+MAX_ID_LENGTH: Final = 128
+MAX_TOKEN_LENGTH: Final = 8 * 1024
+MAX_DEVICE_LENGTH: Final = 100
+MAX_VERSION: Final = 2**63 - 1
+
+MessageId: TypeAlias = str | int
+
+
+class SessionState(enum.Enum):
+    AWAITING_AUTH = "awaiting_auth"
+    AUTHENTICATING = "authenticating"
+    AUTHENTICATED = "authenticated"
+    CLOSED = "closed"
+
+
+# --- client events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """``{"type":"auth","token":…,"device":…}``: the first message of every session."""
+
+    token: str
+    device: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """``{"type":"progress_update","id":…,"data":{manga_id, chapter, status}}``."""
+
+    id: MessageId
+    manga_id: int
+    chapter: float
+    status: ReadingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """``{"type":"sync","since_version":n}``: rows changed after version n."""
+
+    since_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingRequest:
+    """``{"type":"ping"}``."""
+
+
+ClientEvent: TypeAlias = AuthRequest | ProgressUpdate | SyncRequest | PingRequest
+
+
+# --- wire helpers (shared with the client) ---------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One message as one line: compact UTF-8 JSON and ``\\n`` (JSON escapes any newline)."""
+    return orjson.dumps(message, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """ISO 8601 UTC with a ``Z``, as the public schemas serialize timestamps."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class LineTooLong(Exception):
+    """A peer sent more than ``max_line`` bytes without a newline; ``lines`` holds the
+    complete lines that came before it."""
+
+    def __init__(self, length: int, lines: list[bytes]) -> None:
+        super().__init__(f"line of {length} bytes")
+        self.lines = lines
+
+
+class LineBuffer:
+    """Splits a byte stream into lines of at most ``max_line`` bytes (``\\r\\n`` tolerated)."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already known to hold no newline
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Append ``data``; return the complete lines. Raises LineTooLong (after which the
+        buffer is unusable) when a line, complete or not, exceeds ``max_line``."""
+        self._buffer += data
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", max(start, self._scanned))
+            if end < 0:
+                break
+            line = bytes(self._buffer[start:end])
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > self.max_line:
+                raise LineTooLong(len(line), lines)
+            lines.append(line)
+            start = end + 1
+        del self._buffer[:start]
+        self._scanned = len(self._buffer)
+        if self._scanned > self.max_line + 1:  # +1: a trailing "\r" of a line still allowed
+            raise LineTooLong(self._scanned, lines)
+        return lines
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete line held back."""
+        return len(self._buffer)
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up; one token per message."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0 - 1e-9:  # tolerance: clock deltas are floats
+            self._tokens = max(0.0, self._tokens - 1.0)
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the next token (after a failed :meth:`take`)."""
+        return max(0.0, (1.0 - self._tokens) / self.rate)
+
+
+# --- the session -----------------------------------------------------------------------
+
+
+class _Malformed:
+    """Marker for a line that is not JSON at all."""
+
+
+_MALFORMED: Final = _Malformed()
+
+
+class ServerSession:
+    """One connection's protocol state, server side. Not thread-safe; no I/O."""
+
+    def __init__(
+        self,
+        *,
+        max_line: int = MAX_LINE,
+        rate: float = RATE_PER_SECOND,
+        burst: int = RATE_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = SessionState.AWAITING_AUTH
+        self.session_id: str | None = None
+        self.user_id: str | None = None
+        self.device: str | None = None
+        self._lines = LineBuffer(max_line)
+        self._bucket = TokenBucket(rate, burst, clock)
+        self._inbox: deque[bytes] = deque()
+        self._outbox: list[bytes] = []
+        self._oversized = False
+        self._eof = False
+
+    # -- bytes in -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket. Lines are judged later by :meth:`next_event`."""
+        if self.state is SessionState.CLOSED or self._oversized or self._eof:
+            return
+        try:
+            self._inbox.extend(self._lines.feed(data))
+        except LineTooLong as exc:
+            # Lines before the long one are still answered, in order; then error and close.
+            self._inbox.extend(exc.lines)
+            self._oversized = True
+
+    def receive_eof(self) -> None:
+        """The peer will send nothing more; complete lines already received still count."""
+        self._eof = True
+
+    @property
+    def pending_lines(self) -> int:
+        """Complete lines received but not yet turned into events (for backpressure)."""
+        return len(self._inbox)
+
+    def next_event(self) -> ClientEvent | None:
+        """The next thing the wrapper must act on, or None until more bytes arrive.
+
+        Replies that need no service (bad_request, rate_limited, ...) are queued
+        directly; check :attr:`close_expected` after calling this.
+        """
+        while self._inbox and self.state in (
+            SessionState.AWAITING_AUTH,
+            SessionState.AUTHENTICATED,
+        ):
+            event = self._handle_line(self._inbox.popleft())
+            if event is not None:
+                return event
+        if self._inbox or self.state is SessionState.AUTHENTICATING:
+            return None
+        if self.state is not SessionState.CLOSED:
+            if self._oversized:
+                self._close_with(
+                    "bad_request", f"line longer than {self._lines.max_line} bytes; closing"
+                )
+            elif self._eof:
+                self.state = SessionState.CLOSED
+        return None
+
+    # -- decisions of the wrapper ---------------------------------------------------------
+
+    def accept_auth(self, session_id: str, user_id: str) -> None:
+        """The token was valid: reply ``auth_ok`` and start accepting requests."""
+        self._expect(SessionState.AUTHENTICATING)
+        self.state = SessionState.AUTHENTICATED
+        self.session_id = session_id
+        self.user_id = user_id
+        self._send({"type": "auth_ok", "session_id": session_id, "user_id": user_id})
+
+    def reject_auth(self, message: str) -> None:
+        """The token was not valid: reply ``unauthorized`` and close."""
+        self._expect(SessionState.AUTHENTICATING)
+        self._close_with("unauthorized", message)
+
+    # -- messages out ---------------------------------------------------------------------
+
+    def send_ack(self, message_id: MessageId, progress: Mapping[str, Any]) -> None:
+        self._send({"type": "ack", "id": message_id, "progress": progress})
+
+    def send_progress(self, data: Mapping[str, Any]) -> None:
+        self._send({"type": "progress", "data": data})
+
+    def send_sync_done(self) -> None:
+        self._send({"type": "sync_done"})
+
+    def send_pong(self, server_time: str | None = None) -> None:
+        self._send({"type": "pong", "server_time": server_time or utc_timestamp()})
+
+    def send_error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        message_id: MessageId | None = None,
+        details: Any = None,
+        retry_after: float | None = None,
+        close: bool = False,
+    ) -> None:
+        """Queue ``{"type":"error",code,message,…}``; ``close=True`` also ends the session."""
+        if self.state is SessionState.CLOSED:
+            return
+        error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if message_id is not None:
+            error["id"] = message_id
+        if details is not None:
+            error["details"] = details
+        if retry_after is not None:
+            error["retry_after"] = round(retry_after, 3)
+        self._outbox.append(encode(error))
+        if close:
+            self._close()
+
+    def close(self) -> None:
+        """End the session without a message (idle timeout, server-side decision)."""
+        self._close()
+
+    def data_to_send(self) -> list[bytes]:
+        """Encoded lines queued since the last call, oldest first."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    @property
+    def close_expected(self) -> bool:
+        """True once the wrapper should flush :meth:`data_to_send` and close the socket."""
+        return self.state is SessionState.CLOSED
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        if self.state is not SessionState.CLOSED:
+            self._outbox.append(encode(message))
+
+    def _close(self) -> None:
+        self.state = SessionState.CLOSED
+        self._inbox.clear()
+
+    def _close_with(self, code: ErrorCode, message: str) -> None:
+        self.send_error(code, message, close=True)
+
+    def _expect(self, state: SessionState) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"session is {self.state.value}, not {state.value}")
+
+    def _handle_line(self, line: bytes) -> ClientEvent | None:
+        if not line.strip():
+            return None  # blank lines are keep-alive noise
+        message: Any
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            message = _MALFORMED
+        if self.state is SessionState.AWAITING_AUTH:
+            return self._handle_first(message)
+        message_id = _message_id(message)
+        if not self._bucket.take():
+            self.send_error(
+                "rate_limited",
+                f"more than {self._bucket.rate:g} messages per second",
+                message_id=message_id,
+                retry_after=self._bucket.retry_after(),
+            )
+            return None
+        if message is _MALFORMED:
+            self._bad_request("malformed JSON")
+            return None
+        if not isinstance(message, dict):
+            self._bad_request("a message must be a JSON object")
+            return None
+        kind = message.get("type")
+        try:
+            if kind == "progress_update":
+                return _parse_progress_update(message)
+            if kind == "sync":
+                return _parse_sync(message)
+            if kind == "ping":
+                return PingRequest()
+            if kind == "auth":
+                raise _BadFields("already authenticated")
+        except _BadFields as exc:
+            self._bad_request(exc.message, message_id=message_id, details=exc.details)
+            return None
+        if not isinstance(kind, str):
+            self._bad_request('a message needs a string "type"')
+        else:
+            self._bad_request(f"unknown message type {_clip(kind)!r}", message_id=message_id)
+        return None
+
+    def _handle_first(self, message: Any) -> ClientEvent | None:
+        if message is _MALFORMED or not isinstance(message, dict):
+            self._close_with("bad_request", "expected an auth message (a JSON object)")
+            return None
+        if message.get("type") != "auth":
+            self._close_with("unauthorized", "authenticate first: send an auth message")
+            return None
+        token = message.get("token")
+        device = message.get("device")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+            self._close_with("unauthorized", "missing or malformed token")
+            return None
+        if device is not None and (
+            not isinstance(device, str)
+            or len(device) > MAX_DEVICE_LENGTH
+            or not device.isprintable()
+        ):
+            self._close_with(
+                "bad_request", f"device must be printable text of at most {MAX_DEVICE_LENGTH}"
+            )
+            return None
+        self.device = device or None
+        self.state = SessionState.AUTHENTICATING
+        return AuthRequest(token=token, device=self.device)
+
+    def _bad_request(
+        self, message: str, *, message_id: MessageId | None = None, details: Any = None
+    ) -> None:
+        self.send_error("bad_request", message, message_id=message_id, details=details)
+
+
+class _BadFields(Exception):
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def _clip(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -MAX_VERSION - 1 <= value <= MAX_VERSION
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def _message_id(message: Any) -> MessageId | None:
+    """The client's id when it is one we can echo back, else None."""
+    if isinstance(message, dict):
+        value = message.get("id")
+        if _valid_id(value):
+            assert isinstance(value, str | int)
+            return value
+    return None
+
+
+def _parse_progress_update(message: dict[str, Any]) -> ProgressUpdate:
+    message_id = message.get("id")
+    if not _valid_id(message_id):
+        raise _BadFields(f'"id" must be a string of 1-{MAX_ID_LENGTH} characters or an integer')
+    assert isinstance(message_id, str | int)
+    data = message.get("data")
+    if not isinstance(data, dict):
+        raise _BadFields('"data" must be an object with manga_id, chapter and status')
+    try:
+        # JSON mode and strict: the same field rules as every door, without coercing
+        # "12" or true into numbers.
+        update = ProgressIn.model_validate_json(orjson.dumps(data), strict=True)
+    except ValidationError as exc:
+        details = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]),
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise _BadFields("invalid progress_update data", details) from None
+    if not math.isfinite(update.chapter):  # belt and braces: the schema already refuses
+        raise _BadFields("chapter must be a finite number")
+    return ProgressUpdate(
+        id=message_id, manga_id=update.manga_id, chapter=update.chapter, status=update.status
+    )
+
+
+def _parse_sync(message: dict[str, Any]) -> SyncRequest:
+    since = message.get("since_version", 0)
+    if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_VERSION:
+        raise _BadFields('"since_version" must be a non-negative integer')
+    return SyncRequest(since_version=since)
