@@ -1,0 +1,433 @@
+"""The sans-I/O UDP hub: parsing, replies, registry, ACKs, retries, expiry, limits.
+No sockets; time is whatever the test says."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mangahub.udp.protocol import (
+    MAX_DATAGRAM,
+    Ack,
+    AckAccepted,
+    BacklogWanted,
+    BadDatagram,
+    HubLimits,
+    NotificationHub,
+    Ping,
+    RetryPolicy,
+    Subscribe,
+    SubscribeRequested,
+    SubscriberGone,
+    Unsubscribe,
+    notification_message,
+    parse_datagram,
+    udp_error_code,
+)
+
+A = ("10.0.0.1", 4000)
+B = ("10.0.0.2", 5000)
+
+
+def dumps(message: Any) -> bytes:
+    return orjson.dumps(message)
+
+
+def out(hub: NotificationHub) -> list[tuple[dict[str, Any], tuple[str, int]]]:
+    return [(orjson.loads(raw), address) for raw, address in hub.datagrams_to_send()]
+
+
+def fields(nid: int, **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": nid,
+        "kind": "new_chapter",
+        "manga_id": 7,
+        "title": "Berserk",
+        "message": "Chapter 12.5 of Berserk is out",
+        "data": {"chapter": 12.5, "previous_chapter": 12.0},
+        "read": False,
+        "created_at": "2024-05-01T10:00:00Z",
+    }
+    base.update(extra)
+    return base
+
+
+def subscribed_hub(user: uuid.UUID, address: tuple[str, int] = A, **limits: Any) -> NotificationHub:
+    hub = NotificationHub(RetryPolicy(), HubLimits(**limits))
+    hub.receive_datagram(dumps({"type": "SUBSCRIBE", "token": "t"}), address, 0.0)
+    assert hub.take_events() == [SubscribeRequested("t", address)]
+    assert hub.accept(user, address, 0.0)
+    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user)}, address)]
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+    return hub
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"type":"SUBSCRIBE","token":"abc"}', Subscribe("abc")),
+        (b'{"type":"subscribe","token":"abc","user_id":"someone-else"}', Subscribe("abc")),
+        (b'{"type":"PING"}', Ping()),
+        (b'{"type":"UNSUBSCRIBE"}', Unsubscribe()),
+        (b'{"type":"ACK","id":42}', Ack(42)),
+    ],
+)
+def test_parse_valid(raw: bytes, expected: object) -> None:
+    assert parse_datagram(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "JSON"),
+        (b"not json", "JSON"),
+        (b"\xff\xfe{}", "JSON"),
+        (b"[1,2]", "object"),
+        (b'"PING"', "object"),
+        (b"{}", "type"),
+        (b'{"type":5}', "type"),
+        (b'{"type":"HELLO"}', "unknown"),
+        (b'{"type":"SUBSCRIBE"}', "token"),
+        (b'{"type":"SUBSCRIBE","token":""}', "token"),
+        (b'{"type":"SUBSCRIBE","token":12}', "token"),
+        (b'{"type":"SUBSCRIBE","user_id":"u"}', "token"),
+        (b'{"type":"ACK"}', "id"),
+        (b'{"type":"ACK","id":"1"}', "id"),
+        (b'{"type":"ACK","id":true}', "id"),
+        (b'{"type":"ACK","id":1.5}', "id"),
+        (b'{"type":"ACK","id":0}', "range"),
+        (b'{"type":"ACK","id":9223372036854775808}', "range"),
+        (b'{"type":"ACK","id":99999999999999999999}', "id"),
+        (b'{"type":"PING","pad":"' + b"x" * MAX_DATAGRAM + b'"}', "limit"),
+    ],
+)
+def test_parse_invalid(raw: bytes, reason: str) -> None:
+    with pytest.raises(BadDatagram, match=reason):
+        parse_datagram(raw)
+
+
+def test_unknown_type_is_echoed_short() -> None:
+    with pytest.raises(BadDatagram) as info:
+        parse_datagram(dumps({"type": "X" * 5000}))
+    assert len(str(info.value)) < 100
+
+
+def test_bad_datagram_gets_bad_request_and_nothing_else() -> None:
+    hub = NotificationHub()
+    hub.receive_datagram(b"\x00garbage", A, 0.0)
+    [(reply, address)] = out(hub)
+    assert address == A
+    assert reply["type"] == "ERROR" and reply["code"] == "BAD_REQUEST" and reply["message"]
+    assert hub.take_events() == []
+    assert hub.stats.bad_datagrams == 1
+
+
+def test_error_budget_stops_reflection() -> None:
+    hub = NotificationHub(limits=HubLimits(error_rate=1.0, error_burst=3))
+    for _ in range(5):
+        hub.receive_datagram(b"?", A, 0.0)
+    assert len(out(hub)) == 3
+    assert hub.stats.errors_suppressed == 2
+    hub.receive_datagram(b"?", A, 1.0)  # one token back after a second
+    assert len(out(hub)) == 1
+
+
+def test_error_codes_are_upper_case_domain_codes() -> None:
+    assert udp_error_code("unauthorized") == "UNAUTHORIZED"
+    assert udp_error_code("rate_limited") == "RATE_LIMITED"
+    assert udp_error_code("whatever") == "INTERNAL"
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+def test_ping_pong_says_whether_subscribed() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.receive_datagram(b'{"type":"PING"}', A, 1.0)
+    hub.receive_datagram(b'{"type":"PING"}', B, 1.0)
+    assert out(hub) == [
+        ({"type": "PONG", "subscribed": True}, A),
+        ({"type": "PONG", "subscribed": False}, B),
+    ]
+
+
+def test_rejected_subscribe_gets_error() -> None:
+    hub = NotificationHub()
+    hub.reject(A, "UNAUTHORIZED", "invalid access token", 0.0)
+    assert out(hub) == [
+        ({"type": "ERROR", "code": "UNAUTHORIZED", "message": "invalid access token"}, A)
+    ]
+    assert len(hub) == 0
+
+
+def test_unsubscribe() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.receive_datagram(b'{"type":"UNSUBSCRIBE"}', A, 1.0)
+    assert out(hub) == [({"type": "UNSUBSCRIBED"}, A)]
+    assert hub.take_events() == [SubscriberGone(user, "unsubscribed")]
+    assert len(hub) == 0 and hub.user_at(A) is None
+    assert not hub.send_notification(user, fields(1), 1.0)
+    # Idempotent: nothing subscribed still answers UNSUBSCRIBED.
+    hub.receive_datagram(b'{"type":"UNSUBSCRIBE"}', A, 2.0)
+    assert out(hub) == [({"type": "UNSUBSCRIBED"}, A)]
+    assert hub.take_events() == []
+
+
+def test_expiry_after_silence_and_ping_renews() -> None:
+    quiet, chatty = uuid.uuid4(), uuid.uuid4()
+    hub = subscribed_hub(quiet, A, subscriber_ttl=300)
+    hub.accept(chatty, B, 0.0)
+    hub.take_events()
+    hub.datagrams_to_send()
+    assert hub.next_deadline() == 300
+    hub.receive_datagram(b'{"type":"PING"}', B, 200.0)
+    hub.on_timer(299.9)
+    assert hub.take_events() == []
+    hub.on_timer(300.0)
+    assert hub.take_events() == [SubscriberGone(quiet, "expired")]
+    assert hub.next_deadline() == 500
+    hub.on_timer(499.0)
+    assert hub.subscriber(chatty) is not None
+    hub.on_timer(500.0)
+    assert hub.take_events() == [SubscriberGone(chatty, "expired")]
+    assert hub.next_deadline() is None
+
+
+def test_resubscribe_from_new_address_takes_over() -> None:
+    """NAT rebinding or a second device: the latest SUBSCRIBE's address wins, and what
+    is in flight is re-sent there at once with a fresh retry budget."""
+    user = uuid.uuid4()
+    hub = subscribed_hub(user, A)
+    assert hub.send_notification(user, fields(1), 0.0)
+    out(hub)
+    assert hub.accept(user, B, 1.0)
+    sent = out(hub)
+    assert [m["type"] for m, _ in sent] == ["SUBSCRIBED", "NOTIFICATION"]
+    assert all(address == B for _, address in sent)
+    assert hub.user_at(A) is None and hub.user_at(B) == user
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+    hub.on_timer(3.0)  # first retry after 2 s, to the new address
+    assert [(m["id"], address) for m, address in out(hub)] == [(1, B)]
+    # An ACK from the old address counts for nothing now.
+    hub.receive_datagram(b'{"type":"ACK","id":1}', A, 3.5)
+    assert out(hub)[0][0]["code"] == "UNAUTHORIZED"
+
+
+def test_address_taken_over_by_another_user() -> None:
+    """Nobody's notifications may reach someone else's socket."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    hub = subscribed_hub(first, A)
+    assert hub.accept(second, A, 1.0)
+    assert hub.take_events() == [SubscriberGone(first, "replaced"), BacklogWanted(second, 0)]
+    assert not hub.send_notification(first, fields(1), 1.0)
+
+
+def test_registry_is_bounded() -> None:
+    hub = NotificationHub(limits=HubLimits(max_subscribers=2, subscriber_ttl=10))
+    assert hub.accept(uuid.uuid4(), ("h", 1), 0.0)
+    assert hub.accept(uuid.uuid4(), ("h", 2), 5.0)
+    out(hub)
+    assert not hub.accept(uuid.uuid4(), ("h", 3), 6.0)
+    assert out(hub) == [
+        (
+            {
+                "type": "ERROR",
+                "code": "UNAVAILABLE",
+                "message": "too many subscribers; retry later",
+            },
+            ("h", 3),
+        )
+    ]
+    # Once the first has been silent for the TTL, its place is free.
+    assert hub.accept(uuid.uuid4(), ("h", 3), 10.0)
+    assert len(hub) == 2
+
+
+# --- delivery ----------------------------------------------------------------------------
+
+
+def test_ack_stops_resending_and_is_reported_once() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    assert hub.send_notification(user, fields(5), 0.0)
+    [(message, address)] = out(hub)
+    assert (message["type"], message["id"], address) == ("NOTIFICATION", 5, A)
+    hub.receive_datagram(b'{"type":"ACK","id":5}', A, 0.5)
+    hub.receive_datagram(b'{"type":"ACK","id":5}', A, 0.6)
+    assert hub.take_events() == [AckAccepted(user, 5)]
+    assert out(hub) == []  # an ACK gets no reply
+    hub.on_timer(100.0)
+    assert [m for m, _ in out(hub) if m["type"] == "NOTIFICATION"] == []
+
+
+def test_ack_of_an_id_never_sent_here_changes_nothing() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.receive_datagram(b'{"type":"ACK","id":777}', A, 0.5)
+    assert hub.take_events() == [] and out(hub) == []
+
+
+def test_ack_before_subscribe_is_unauthorized() -> None:
+    hub = NotificationHub()
+    hub.receive_datagram(b'{"type":"ACK","id":1}', A, 0.0)
+    [(reply, _)] = out(hub)
+    assert reply["code"] == "UNAUTHORIZED"
+
+
+def test_same_notification_twice_is_sent_once() -> None:
+    """The bus and the backlog may both bring a row."""
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    assert hub.send_notification(user, fields(1), 0.0)
+    assert not hub.send_notification(user, fields(1), 0.1)
+    assert len(out(hub)) == 1
+
+
+def test_retry_schedule_backs_off_and_gives_up() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.send_notification(user, fields(1), 0.0)
+    first = hub.datagrams_to_send()
+    sends = [0.0]
+    t = 0.0
+    while (deadline := hub.next_deadline()) is not None and deadline < 200:
+        t = deadline
+        hub.on_timer(t)
+        copies = hub.datagrams_to_send()
+        if copies:
+            assert copies == first  # byte for byte: a client dedupes by id
+            sends.append(t)
+    assert sends == [0.0, 2.0, 6.0, 14.0, 30.0]
+    assert hub.stats.gave_up == 1 and hub.stats.resent == 4
+    # A late ACK still counts: the client did get it.
+    hub.receive_datagram(b'{"type":"ACK","id":1}', A, 40.0)
+    assert hub.take_events() == [AckAccepted(user, 1)]
+
+
+def test_retry_policy() -> None:
+    policy = RetryPolicy(initial=0.5, factor=3, max_interval=5, max_attempts=4)
+    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.5, 5]
+    with pytest.raises(ValueError):
+        RetryPolicy(initial=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        HubLimits(max_pending_per_user=10, remembered_per_user=5)
+
+
+def test_pending_per_user_is_bounded() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user, max_pending_per_user=3, remembered_per_user=3)
+    for nid in range(1, 5):
+        assert hub.send_notification(user, fields(nid), 0.0)
+    sub = hub.subscriber(user)
+    assert sub is not None and list(sub.pending) == [2, 3, 4]
+    assert len(sub.sent) == 3
+    out(hub)
+    hub.on_timer(2.0)
+    assert sorted(m["id"] for m, _ in out(hub)) == [2, 3, 4]
+
+
+def test_backlog_pages_follow_once_the_last_is_done() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.send_notification(user, fields(1), 0.0)
+    hub.send_notification(user, fields(2), 0.0)
+    hub.backlog_loaded(user, 2)  # a full page: there may be more
+    assert hub.take_events() == []
+    hub.receive_datagram(b'{"type":"ACK","id":1}', A, 0.1)
+    assert hub.take_events() == [AckAccepted(user, 1)]
+    hub.receive_datagram(b'{"type":"ACK","id":2}', A, 0.2)
+    assert hub.take_events() == [AckAccepted(user, 2), BacklogWanted(user, 2)]
+
+
+def test_resubscribe_allows_sending_again_what_was_given_up() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub(RetryPolicy(max_attempts=1))
+    hub.accept(user, A, 0.0)
+    assert hub.send_notification(user, fields(1), 0.0)
+    assert not hub.send_notification(user, fields(1), 1.0)
+    hub.accept(user, A, 2.0)
+    assert hub.send_notification(user, fields(1), 2.0)
+
+
+def test_close_all_says_goodbye() -> None:
+    user = uuid.uuid4()
+    hub = subscribed_hub(user)
+    hub.close_all(1.0)
+    [(reply, address)] = out(hub)
+    assert address == A and reply["code"] == "UNAVAILABLE"
+    assert hub.take_events() == [SubscriberGone(user, "unsubscribed")]
+
+
+# --- NOTIFICATION messages ---------------------------------------------------------------
+
+
+def test_notification_message_fields() -> None:
+    message = orjson.loads(notification_message(fields(9)))
+    assert list(message) == [
+        "type",
+        "id",
+        "kind",
+        "manga_id",
+        "title",
+        "chapter",
+        "previous_chapter",
+        "message",
+        "created_at",
+        "data",
+    ]
+    assert message["chapter"] == 12.5 and message["previous_chapter"] == 12.0
+    assert "truncated" not in message
+    other = orjson.loads(notification_message(fields(9, kind="new_manga", data={})))
+    assert "chapter" not in other
+
+
+def test_long_message_is_trimmed_never_split() -> None:
+    text = "A long story. " * 2000
+    raw = notification_message(fields(1, message=text))
+    assert len(raw) <= MAX_DATAGRAM
+    assert len(raw) > MAX_DATAGRAM - 10  # as much as fits
+    message = orjson.loads(raw)
+    assert message["truncated"] is True
+    assert message["message"].endswith("…")
+    assert text.startswith(message["message"][:-1])
+    assert message["data"] == {"chapter": 12.5, "previous_chapter": 12.0}
+
+
+def test_huge_data_is_dropped_before_the_message() -> None:
+    raw = notification_message(fields(1, kind="manga_update", data={"changes": ["x" * 20_000]}))
+    message = orjson.loads(raw)
+    assert len(raw) <= MAX_DATAGRAM
+    assert message["data"] == {} and message["message"] == fields(1)["message"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    message=st.text(max_size=12_000),
+    title=st.text(min_size=1, max_size=500),
+    data=st.dictionaries(st.text(max_size=20), st.text(max_size=3000), max_size=4),
+    limit=st.integers(min_value=1024, max_value=MAX_DATAGRAM),
+)
+def test_every_notification_fits(
+    message: str, title: str, data: dict[str, str], limit: int
+) -> None:
+    raw = notification_message(fields(1, message=message, title=title, data=data), limit)
+    assert len(raw) <= limit
+    decoded = orjson.loads(raw)
+    assert decoded["id"] == 1
+    if decoded.get("truncated"):
+        kept = decoded["message"].removesuffix("…")
+        assert message.startswith(kept)
+    else:
+        assert decoded["message"] == message and decoded["title"] == title
