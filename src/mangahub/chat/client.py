@@ -1,0 +1,178 @@
+"""One connected chat client: a bounded send queue drained by its own writer task.
+
+Every frame to a client goes through its queue, so the only task that ever awaits
+the socket is the client's writer:
+
+- a broadcast calls :meth:`Client.offer`, which never waits; a full queue means the
+  client is not reading, and it is dropped (close 1008) instead of slowing the room;
+- a reply to the client's own message calls :meth:`Client.send`, which waits for room
+  (the client only slows itself down);
+- :meth:`Client.close` lets the queue drain, then sends the close frame.
+
+The socket is behind :class:`Transport`, so this module knows nothing of ASGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from typing import Protocol
+
+from mangahub.chat.protocol import CloseCode, TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """The socket side of a client (the WebSocket endpoint implements it)."""
+
+    async def send_text(self, text: str) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Client:
+    """A connection's identity, rooms and outgoing queue."""
+
+    def __init__(
+        self,
+        user_id: uuid.UUID,
+        username: str,
+        transport: Transport,
+        *,
+        queue_size: int,
+        close_timeout: float,
+        limiter: TokenBucket,
+    ) -> None:
+        self.user_id = user_id
+        self.username = username
+        self.limiter = limiter
+        """Messages this connection may send (any type)."""
+        self.rooms: set[int] = set()
+        self.close_code: int | None = None
+        """Set once the server decided to close this client (why, as a close code)."""
+        self._transport = transport
+        self._limit = queue_size
+        self._low = max(1, queue_size // 2)
+        self._queue: deque[str] = deque()
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._close_reason = ""
+        self._close_timeout = close_timeout
+        self._sending = False
+        self._read_timeout: asyncio.Timeout | None = None
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{username}")
+
+    def __repr__(self) -> str:
+        return f"<Client {self.username} rooms={sorted(self.rooms)}>"
+
+    @property
+    def closing(self) -> bool:
+        return self.close_code is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def offer(self, text: str) -> bool:
+        """Queue without waiting (broadcasts). On overflow the client is dropped with
+        1008 and False is returned."""
+        if self.closing:
+            return False
+        if len(self._queue) >= self._limit:
+            log.info("chat: dropping %s: send queue overflow", self.username)
+            self.abort(CloseCode.POLICY, "send queue overflow")
+            return False
+        self._queue.append(text)
+        self._readable.set()
+        return True
+
+    async def send(self, text: str) -> None:
+        """Queue a reply once the backlog is under half the limit."""
+        while not self.closing and len(self._queue) >= self._low:
+            self._room.clear()
+            await self._room.wait()
+        if not self.closing:
+            self._queue.append(text)
+            self._readable.set()
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then the close frame (an orderly close)."""
+        if self.closing:
+            return
+        self.close_code, self._close_reason = code, reason
+        self._wake_all()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now: queued messages are discarded. A writer stuck on a socket that
+        does not drain is cancelled (its close frame could not get out either)."""
+        if not self.closing:
+            self.close_code, self._close_reason = code, reason
+        self._queue.clear()
+        if self._sending:
+            self._writer.cancel()
+        self._wake_all()
+
+    async def wait_closed(self) -> None:
+        """Until the writer has finished (close frame sent or given up)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._writer)
+
+    async def shutdown(self) -> None:
+        """The peer is gone: stop the writer at once."""
+        self.abort(self.close_code or CloseCode.NORMAL, "")
+        self._writer.cancel()
+        await self.wait_closed()
+
+    def watch_read(self, timeout: asyncio.Timeout | None) -> None:
+        """Register the timeout around the endpoint's pending receive, so that a close
+        decided here (overflow, shutdown) wakes the reader instead of waiting for the
+        peer's next frame."""
+        self._read_timeout = timeout
+
+    def _wake_all(self) -> None:
+        self._readable.set()
+        self._room.set()
+        timeout = self._read_timeout
+        if timeout is not None and not timeout.expired():
+            with contextlib.suppress(RuntimeError):  # already exited
+                timeout.reschedule(0)
+
+    # -- the writer task ------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                while not self._queue and not self.closing:
+                    self._readable.clear()
+                    await self._readable.wait()
+                if not self._queue:
+                    break
+                text = self._queue.popleft()
+                if len(self._queue) < self._low:
+                    self._room.set()
+                self._sending = True
+                try:
+                    await self._transport.send_text(text)
+                finally:
+                    self._sending = False
+            async with asyncio.timeout(self._close_timeout):
+                await self._transport.close(self.close_code or CloseCode.NORMAL, self._close_reason)
+        except asyncio.CancelledError:
+            pass  # aborted or shut down: nothing more can be sent
+        except TimeoutError:
+            log.info("chat: %s did not take its close frame in time", self.username)
+        except Exception as exc:  # the peer went away mid-send
+            log.debug("chat: writer for %s ended: %r", self.username, exc)
+        finally:
+            if not self.closing:
+                self.close_code = CloseCode.NORMAL
+            self._queue.clear()
+            self._wake_all()
