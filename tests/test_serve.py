@@ -84,3 +84,19 @@ def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("part", "words"), [("grpc", "not available"), ("nope", "is unknown")])
+def test_unavailable_or_unknown_part_is_a_clear_error(part: str, words: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mangahub", "serve", part],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert words in proc.stderr
+    assert "Traceback" not in proc.stderr

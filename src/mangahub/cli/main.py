@@ -16,7 +16,7 @@ import typer
 from mangahub.app import build_runtime
 from mangahub.catalog.records import SeriesRecord
 from mangahub.config import Settings, load_settings
-from mangahub.servers import ALL_PARTS, Part, run_servers
+from mangahub.servers import ALL_PARTS, AVAILABLE_PARTS, Part, run_servers
 
 T = TypeVar("T")
 
@@ -55,7 +55,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 @app.command()
 def serve(
     part: Annotated[
-        str | None, typer.Argument(help="Run one part only: api, tcp, udp, grpc or sync.")
+        str | None,
+        typer.Argument(help="Run one part only: api, tcp or udp (udp includes the trigger)."),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -66,10 +67,13 @@ def serve(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if part is not None and part not in ALL_PARTS:
-        typer.secho(f"error: unknown part {part!r}; choose from {', '.join(ALL_PARTS)}", err=True)
+    if part is not None and part not in AVAILABLE_PARTS:
+        known = "is not available in this build" if part in ALL_PARTS else "is unknown"
+        typer.secho(
+            f"error: part {part!r} {known}; choose from {', '.join(AVAILABLE_PARTS)}", err=True
+        )
         raise typer.Exit(2)
-    parts: tuple[Part, ...] = (part,) if part else ALL_PARTS
+    parts: tuple[Part, ...] = (part,) if part else AVAILABLE_PARTS
     _run(_serve(settings, parts))
 
 
