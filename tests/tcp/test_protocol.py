@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mangahub.domain.enums import ReadingStatus
+from mangahub.ratelimit import TokenBucket
 from mangahub.tcp.protocol import (
     MAX_LINE,
     AuthRequest,
@@ -22,7 +23,6 @@ from mangahub.tcp.protocol import (
     ServerSession,
     SessionState,
     SyncRequest,
-    TokenBucket,
     encode,
 )
 

@@ -10,9 +10,10 @@ import pytest
 
 from mangahub.chat import protocol
 from mangahub.chat.presence import RoomPresence, parse_sync, sync_event
-from mangahub.chat.protocol import Auth, Chat, Join, Leave, Ping, Pong, TokenBucket
+from mangahub.chat.protocol import Auth, Chat, Join, Leave, Ping, Pong
 from mangahub.domain.errors import BadRequest
 from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.ratelimit import TokenBucket
 
 
 @pytest.mark.parametrize(

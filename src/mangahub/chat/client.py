@@ -21,7 +21,8 @@ import uuid
 from collections import deque
 from typing import Protocol
 
-from mangahub.chat.protocol import CloseCode, TokenBucket
+from mangahub.chat.protocol import CloseCode
+from mangahub.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from mangahub.chat import protocol
 from mangahub.chat.client import Client, Transport
 from mangahub.chat.config import ChatConfig
 from mangahub.chat.presence import RoomPresence
-from mangahub.chat.protocol import ClientMessage, CloseCode, TokenBucket
+from mangahub.chat.protocol import ClientMessage, CloseCode
 from mangahub.domain.errors import (
     BadRequest,
     Forbidden,
@@ -50,6 +50,7 @@ from mangahub.domain.errors import (
     ValidationFailed,
 )
 from mangahub.domain.schemas import ChatMessagePublic, ProgressPublic
+from mangahub.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from typing import Any, Self, TypeGuard
 
 import orjson
 
+from mangahub.ratelimit import TokenBucket
 from mangahub.tcp.protocol import (
     MAX_LINE,
     LineBuffer,
     MessageId,
-    TokenBucket,
     encode,
 )
 

@@ -60,6 +60,7 @@ from pydantic import ValidationError
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import ErrorCode
 from mangahub.domain.schemas import ProgressIn
+from mangahub.ratelimit import TokenBucket
 
 MAX_LINE: Final = 64 * 1024
 """Longest accepted line in bytes, newline excluded."""
@@ -180,30 +181,6 @@ class LineBuffer:
     def pending(self) -> int:
         """Bytes of an incomplete line held back."""
         return len(self._buffer)
-
-
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; one token per message."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1.0 - 1e-9:  # tolerance: clock deltas are floats
-            self._tokens = max(0.0, self._tokens - 1.0)
-            return True
-        return False
-
-    def retry_after(self) -> float:
-        """Seconds until the next token (after a failed :meth:`take`)."""
-        return max(0.0, (1.0 - self._tokens) / self.rate)
 
 
 # --- the session -----------------------------------------------------------------------
