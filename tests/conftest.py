@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from mangahub.app import Runtime, build_runtime
 from mangahub.config import Settings
 from mangahub.http.app import create_app
+from tests.live_server import server_env
 
 BACKEND = os.environ.get("MANGAHUB_TEST_BACKEND", "sqlite")
 PG_ADMIN_DSN = os.environ.get("MANGAHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -55,6 +56,20 @@ class Backend:
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a ``mangahub serve`` subprocess sharing this run's database,
+        bus and secrets (so tokens from ``make_user`` are valid there). The catalog is
+        already loaded by the session runtime."""
+        return server_env(
+            self.data_dir,
+            self.database_url,
+            self.redis_url,
+            self.redis_namespace,
+            MANGAHUB_SEED_CATALOG="false",
+            MANGAHUB_LOG_LEVEL="WARNING",
+            **extra,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,7 @@ from sqlalchemy import or_, select
 from mangahub.app import Runtime
 from mangahub.storage.models import Manga
 from mangahub.tcp.server import TcpConfig, TcpServer
-from tests.conftest import Backend
-from tests.live_server import LiveServer, live_server, server_env
+from tests.live_server import LiveServer, live_server
 
 Address = tuple[str, int]
 
@@ -143,21 +142,6 @@ async def connect(tcp_server: TcpServer) -> AsyncIterator[Connect]:
     yield open_line
     for line in opened:
         await line.close()
-
-
-def process_env(backend: Backend, **extra: str) -> dict[str, str]:
-    """Environment for a ``mangahub serve`` subprocess sharing this run's database, bus
-    and secrets (so tokens from ``make_user`` are valid there). The catalog is already
-    loaded by the session runtime."""
-    return server_env(
-        backend.data_dir,
-        backend.database_url,
-        backend.redis_url,
-        backend.redis_namespace,
-        MANGAHUB_SEED_CATALOG="false",
-        MANGAHUB_LOG_LEVEL="WARNING",
-        **extra,
-    )
 
 
 @contextlib.asynccontextmanager

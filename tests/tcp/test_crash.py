@@ -10,7 +10,7 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.tcp.client import Backoff, ProgressClient
 from tests.conftest import Backend, MakeUser
-from tests.tcp.conftest import free_port, process_env, serve_process
+from tests.tcp.conftest import free_port, serve_process
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ async def test_every_acked_update_survives_sigkill_and_the_stream_resumes(
     user = await make_user()
     user_id = uuid.UUID(user.id)
     port = free_port()  # the restarted server takes the same port, as after a real crash
-    env = process_env(backend, MANGAHUB_TCP_PORT=str(port))
+    env = backend.process_env(MANGAHUB_TCP_PORT=str(port))
     targets = manga_ids[:80]  # one update per manga: every acked value stays visible
     # A steady 40 updates/s stream, so the kill lands mid-stream with updates in flight.
     client = ProgressClient(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKEND, Backend, MakeUser
-from tests.tcp.conftest import Line, process_env, serve_process
+from tests.tcp.conftest import Line, serve_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,7 +26,7 @@ async def test_a_device_on_process_a_receives_the_update_made_on_process_b(
     backend: Backend, make_user: MakeUser, client: httpx.AsyncClient, manga_ids: list[int]
 ) -> None:
     user, stranger = await make_user("multi"), await make_user("stranger")
-    env = process_env(backend)
+    env = backend.process_env()
     async with contextlib.AsyncExitStack() as stack:
         proc_a, proc_b = await asyncio.gather(
             stack.enter_async_context(serve_process(env, "tcp")),

@@ -12,7 +12,7 @@ import pytest
 
 from mangahub.app import Runtime
 from tests.conftest import BACKEND, Backend, MakeUser
-from tests.live_server import LiveServer, live_server, server_env
+from tests.live_server import LiveServer, live_server
 from tests.udp.conftest import UdpClient, follow, new_series, wait_delivered
 
 pytestmark = [
@@ -30,14 +30,7 @@ async def udp_processes(backend: Backend, count: int) -> AsyncIterator[list[Live
     """``count`` × ``mangahub serve udp`` on ephemeral ports sharing this run's
     database, Redis namespace and secrets (the data dir), started side by side, each
     ready once its trigger listens (it starts after the UDP server)."""
-    env = server_env(
-        backend.data_dir,
-        backend.database_url,
-        backend.redis_url,
-        backend.redis_namespace,
-        MANGAHUB_SEED_CATALOG="false",
-        MANGAHUB_LOG_LEVEL="WARNING",
-    )
+    env = backend.process_env()
     managers = [
         live_server(env, "udp", wait_for="trigger", startup_timeout=45) for _ in range(count)
     ]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import BACKEND, Backend, MakeUser
-from tests.live_server import LiveServer, live_server, server_env
+from tests.live_server import LiveServer, live_server
 from tests.ws.conftest import Connect, WsClient
 
 pytestmark = [
@@ -28,14 +28,7 @@ pytestmark = [
 async def api_process(backend: Backend) -> AsyncIterator[LiveServer]:
     """``mangahub serve api`` on this run's database, bus and secrets (so the tokens
     of ``make_user`` are valid there), started and stopped off the event loop."""
-    env = server_env(
-        backend.data_dir,
-        backend.database_url,
-        backend.redis_url,
-        backend.redis_namespace,
-        MANGAHUB_SEED_CATALOG="false",
-        MANGAHUB_LOG_LEVEL="WARNING",
-    )
+    env = backend.process_env()
     manager = live_server(env, "api", startup_timeout=45)
     server = await asyncio.to_thread(manager.__enter__)
     try:
