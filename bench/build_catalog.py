@@ -1,6 +1,6 @@
 """Build the 10,000-series benchmark catalog from real, public catalog data.
 
-Sources (see /work/shared/fixtures/PROVENANCE.md):
+Sources (see bench/datasets/PROVENANCE.md):
 
 * ``anilist_manga_nomoreroads_2024.csv`` - 4,045 AniList manga (titles, status,
   dates, genre flags, list counts).
@@ -39,7 +39,10 @@ from typing import Any
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaStatus
 
-FIXTURES = Path("/work/shared/fixtures/catalog")
+# The public datasets the titles come from (bench/datasets/PROVENANCE.md), and the
+# bundled MangaDex catalog that ships inside the package.
+FIXTURES = Path(__file__).resolve().parent / "datasets"
+MANGADEX_PATH = Path(__file__).resolve().parent.parent / "src/mangahub/catalog/data"
 ANILIST_CSV = "anilist_manga_nomoreroads_2024.csv"
 MAL_CSV = "mal_top500_manga_2020.csv"
 MAL_MAP_JSON = "anilist_mal_id_map_manga.json"
@@ -358,10 +361,10 @@ def derived_entries(real: list[Series], count: int) -> list[Series]:
 
 
 def build(fixtures: Path, size: int) -> tuple[list[SeriesRecord], dict[str, Any]]:
-    mangadex = json.loads((fixtures / MANGADEX_JSON).read_text(encoding="utf-8"))["mangas"]
+    mangadex = json.loads((MANGADEX_PATH / MANGADEX_JSON).read_text(encoding="utf-8"))["mangas"]
     vocabulary = set(ANILIST_GENRES) | {
         g["name"]
-        for g in json.loads((fixtures / MANGADEX_JSON).read_text(encoding="utf-8"))["genres"]
+        for g in json.loads((MANGADEX_PATH / MANGADEX_JSON).read_text(encoding="utf-8"))["genres"]
     }
     catalog = load_anilist(fixtures / ANILIST_CSV)
     merge_mal(catalog, fixtures / MAL_CSV, load_mal_to_anilist(fixtures / MAL_MAP_JSON), vocabulary)
