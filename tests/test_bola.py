@@ -66,7 +66,7 @@ async def test_progress_is_private(
 
     r = await client.get(f"/api/users/progress/{manga_id}", headers=mallory.headers)
     assert_error(r, 404, "not_found")
-    assert (await client.get("/api/users/progress", headers=mallory.headers)).json() == []
+    assert (await client.get("/api/users/progress", headers=mallory.headers)).json()["data"] == []
 
     # Writing "the same" progress with a forged user_id writes the caller's own row.
     r = await client.put(

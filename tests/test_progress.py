@@ -91,7 +91,8 @@ async def test_one_row_per_manga_and_versions_grow_per_user(
 
     r = await client.get("/api/users/progress", headers=alice.headers)
     assert r.status_code == 200, r.text
-    rows = r.json()
+    rows = r.json()["data"]
+    assert r.json()["total"] == 2
     # Most recently written first; the upserted row keeps the last write.
     assert [(p["manga_id"], p["chapter"], p["version"]) for p in rows] == [
         (first, 2.5, versions[3]),
@@ -172,7 +173,7 @@ async def test_unknown_manga_and_missing_progress_are_not_found(
         r = await client.get(f"/api/users/progress/{target}", headers=user.headers)
         assert_error(r, 404, "not_found")
     r = await client.get("/api/users/progress", headers=user.headers)
-    assert r.json() == []
+    assert r.json()["data"] == [] and r.json()["total"] == 0
 
 
 @pytest.mark.parametrize(

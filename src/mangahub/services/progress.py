@@ -32,7 +32,13 @@ from mangahub.bus import Event, EventBus
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import ProgressPublic
-from mangahub.services._common import manga_not_found, publish_after_commit, upsert, valid_id
+from mangahub.services._common import (
+    fetch_page,
+    manga_not_found,
+    publish_after_commit,
+    upsert,
+    valid_id,
+)
 from mangahub.storage.database import Database
 from mangahub.storage.models import Manga, Progress, User
 from mangahub.storage.types import utcnow
@@ -127,12 +133,14 @@ class ProgressService:
             raise NotFound("no progress for this manga", details={"manga_id": manga_id})
         return ProgressPublic.model_validate(row)
 
-    async def list(self, user_id: uuid.UUID) -> list[ProgressPublic]:
-        """All of the user's progress, most recently written first."""
+    async def list(
+        self, user_id: uuid.UUID, page: int = 1, page_size: int = 20
+    ) -> tuple[list[ProgressPublic], int]:
+        """A page of the user's progress, most recently written first, and the total."""
         stmt = select(Progress).where(Progress.user_id == user_id).order_by(Progress.version.desc())
         async with self._db.session() as s:
-            rows = (await s.scalars(stmt)).all()
-        return [ProgressPublic.model_validate(r) for r in rows]
+            rows, total = await fetch_page(s, stmt, page, page_size)
+        return [ProgressPublic.model_validate(row[0]) for row in rows], total
 
     async def changed_since(
         self, user_id: uuid.UUID, since_version: int

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from mangahub.domain.schemas import ProgressIn, ProgressPublic
-from mangahub.http.deps import CurrentUser, RuntimeDep
+from mangahub.domain.schemas import Page, ProgressIn, ProgressPublic
+from mangahub.http.deps import CurrentUser, PageParams, RuntimeDep
 from mangahub.services.progress import MAX_DEVICE_LENGTH
 
 router = APIRouter(
@@ -40,9 +40,12 @@ async def update_progress(
 
 
 @router.get("")
-async def list_progress(principal: CurrentUser, runtime: RuntimeDep) -> list[ProgressPublic]:
-    """All my progress, most recently updated first."""
-    return await runtime.progress.list(principal.user_id)
+async def list_progress(
+    principal: CurrentUser, runtime: RuntimeDep, paging: PageParams
+) -> Page[ProgressPublic]:
+    """My progress, most recently written first."""
+    items, total = await runtime.progress.list(principal.user_id, paging.page, paging.page_size)
+    return Page(data=items, page=paging.page, page_size=paging.page_size, total=total)
 
 
 @router.get("/{manga_id}", responses={404: {"description": "No progress for this manga"}})
