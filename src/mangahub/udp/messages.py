@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 import orjson
 
@@ -127,17 +127,7 @@ def error_message(code: UdpErrorCode, message: str) -> bytes:
 def udp_error_code(code: str) -> UdpErrorCode:
     """The domain's snake_case error code as the UDP door spells it (upper case)."""
     upper = code.upper()
-    known: tuple[UdpErrorCode, ...] = (
-        "BAD_REQUEST",
-        "VALIDATION_ERROR",
-        "UNAUTHORIZED",
-        "FORBIDDEN",
-        "NOT_FOUND",
-        "CONFLICT",
-        "RATE_LIMITED",
-        "UNAVAILABLE",
-        "INTERNAL",
-    )
+    known: tuple[UdpErrorCode, ...] = get_args(UdpErrorCode)
     for candidate in known:
         if candidate == upper:
             return candidate
