@@ -28,12 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import platform
-import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,20 +43,9 @@ from typing import Any
 
 import orjson
 
+from common import ClientProcess, free_port, raise_fd_limit, ratio
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- baseline server ----------------------------------------------------------------------
@@ -309,30 +295,6 @@ def worker_main(pipe: Connection, port: int, plan: list[tuple[int, str, int]]) -
     uvloop.run(_worker(pipe, port, plan))
 
 
-class Worker:
-    def __init__(self, port: int, plan: list[tuple[int, str, int]]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, port, plan), daemon=True)
-        self.process.start()
-
-    def expect(self, kind: str, timeout: float = 120) -> Any:
-        if not self.pipe.poll(timeout):
-            raise RuntimeError(f"worker did not answer {kind!r} in {timeout} s")
-        got, value = self.pipe.recv()
-        if got != kind:
-            raise RuntimeError(f"expected {kind!r}, got {got!r}")
-        return value
-
-    def finish(self) -> None:
-        self.pipe.send("stop")
-        with contextlib.suppress(RuntimeError, EOFError):
-            self.expect("done", 20)
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-
-
 # --- servers ------------------------------------------------------------------------------
 
 
@@ -466,12 +428,16 @@ def plan_for(tokens: list[str], devices: int, workers: int) -> list[list[tuple[i
 
 def measure(server: ServerProc, tokens: list[str], ids: list[int], a: argparse.Namespace) -> Result:
     r = Result(server.name)
-    warm = Worker(server.port, plan_for(tokens[:2], 2, 1)[0])  # warm up lazy imports
+    warm = ClientProcess(
+        worker_main, server.port, plan_for(tokens[:2], 2, 1)[0]
+    )  # warm up lazy imports
     warm.expect("ready")
     warm.finish()
     time.sleep(0.5)
     r.rss_before_kib = server.rss_kib()
-    group = [Worker(server.port, p) for p in plan_for(tokens, a.devices, a.workers)]
+    group = [
+        ClientProcess(worker_main, server.port, p) for p in plan_for(tokens, a.devices, a.workers)
+    ]
     r.held = sum(w.expect("ready", 120) for w in group)
     time.sleep(1.0)
     r.rss_held_kib = server.rss_kib()
@@ -487,7 +453,10 @@ def measure(server: ServerProc, tokens: list[str], ids: list[int], a: argparse.N
     for w in group:
         w.finish()
     time.sleep(0.5)
-    group = [Worker(server.port, p) for p in plan_for(tokens, a.writer_devices, a.workers)]
+    group = [
+        ClientProcess(worker_main, server.port, p)
+        for p in plan_for(tokens, a.writer_devices, a.workers)
+    ]
     for w in group:
         w.expect("ready", 120)
     go = time.monotonic() + 0.5
@@ -508,10 +477,6 @@ def measure(server: ServerProc, tokens: list[str], ids: list[int], a: argparse.N
     for w in group:
         w.finish()
     return r
-
-
-def ratio(app: float, base: float) -> str:
-    return f"{app / base:.2f}x" if base else "n/a"
 
 
 def table(b: Result, m: Result, a: argparse.Namespace) -> str:

@@ -26,10 +26,8 @@ import asyncio
 import contextlib
 import http.client
 import json
-import multiprocessing
 import os
 import platform
-import resource
 import signal
 import socket
 import statistics
@@ -44,20 +42,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from common import ClientProcess, free_port, raise_fd_limit, ratio
+
 RCVBUF = 1024 * 1024
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- setup: users, library entries, tokens ------------------------------------------
@@ -294,30 +281,6 @@ def worker_main(pipe: Connection, server: tuple[str, int], tokens: list[str]) ->
     uvloop.run(_worker(pipe, server, tokens))
 
 
-class Worker:
-    def __init__(self, server: tuple[str, int], tokens: list[str]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, server, tokens), daemon=True)
-        self.process.start()
-
-    def expect(self, kind: str, timeout: float = 120) -> Any:
-        if not self.pipe.poll(timeout):
-            raise RuntimeError(f"worker did not answer {kind!r} in {timeout} s")
-        got, value = self.pipe.recv()
-        if got != kind:
-            raise RuntimeError(f"expected {kind!r}, got {got!r}")
-        return value
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.pipe.send(("stop",))
-            self.expect("done", 10)
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-
-
 # --- driver ---------------------------------------------------------------------------
 
 
@@ -376,7 +339,7 @@ def run_rounds(
     args: argparse.Namespace,
 ) -> Result:
     chunks = [tokens[i :: args.workers] for i in range(args.workers)]
-    workers = [Worker(udp, chunk) for chunk in chunks]
+    workers = [ClientProcess(worker_main, udp, chunk) for chunk in chunks]
     result = Result(name)
     try:
         subscribed = sum(w.expect("ready") for w in workers)
@@ -430,12 +393,8 @@ def run_rounds(
         result.payload = sorted(sizes)
     finally:
         for w in workers:
-            w.close()
+            w.finish(("stop",), 10)
     return result
-
-
-def ratio(app: float, base: float) -> str:
-    return f"{app / base:.2f}x" if base else "-"
 
 
 def report(app: Result, base: Result, args: argparse.Namespace) -> str:

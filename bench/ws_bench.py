@@ -34,11 +34,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import platform
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,16 +50,10 @@ from typing import Any
 
 import orjson
 
+from common import ClientProcess, free_port, raise_fd_limit, ratio
+
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / "data"
-
-
-def raise_fd_limit() -> int:
-    """Lift the soft open-files limit to the hard one (2,000 sockets need it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # --- servers (run as subprocesses of the driver: ``--serve mangahub|baseline``) ----------
@@ -383,12 +374,6 @@ class ServerProc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def start_server(name: str, tokens: int, workdir: Path) -> Iterator[ServerProc]:
     port = free_port()
@@ -415,32 +400,6 @@ def start_server(name: str, tokens: int, workdir: Path) -> Iterator[ServerProc]:
             process.kill()
             process.wait()
         log.close()
-
-
-class Worker:
-    """A client process and the pipe that drives it."""
-
-    def __init__(self, role: str, *args: Any) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, role, *args), daemon=True)
-        self.process.start()
-
-    def expect(self, kind: str, timeout: float = 120) -> Any:
-        if not self.pipe.poll(timeout):
-            raise RuntimeError(f"worker did not answer {kind!r} in {timeout} s")
-        got, value = self.pipe.recv()
-        if got != kind:
-            raise RuntimeError(f"expected {kind!r} from worker, got {got!r}")
-        return value
-
-    def finish(self, command: Any) -> None:
-        self.pipe.send(command)
-        with contextlib.suppress(RuntimeError, EOFError):
-            self.expect("done", 30)
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
 
 
 def split(items: list[str], parts: int) -> list[list[str]]:
@@ -483,13 +442,15 @@ class Result:
 def measure_held(server: ServerProc, count: int, workers: int, result: Result) -> None:
     tokens = server.tokens[:count]
     # Warm-up: the first connections create the hub and import lazily loaded code.
-    warm = Worker("hold", server.url, tokens[:20])
+    warm = ClientProcess(worker_main, "hold", server.url, tokens[:20])
     warm.expect("ready")
     warm.finish("release")
     time.sleep(0.5)
     result.rss_before_kib = server.rss_kib()
     start = time.monotonic()
-    group = [Worker("hold", server.url, part) for part in split(tokens, workers)]
+    group = [
+        ClientProcess(worker_main, "hold", server.url, part) for part in split(tokens, workers)
+    ]
     result.connections = sum(w.expect("ready", 180) for w in group)
     result.connect_seconds = time.monotonic() - start
     time.sleep(1.0)  # let the server settle (freed handshake buffers, tasks at rest)
@@ -500,10 +461,13 @@ def measure_held(server: ServerProc, count: int, workers: int, result: Result) -
 
 def measure_fanout(server: ServerProc, args: argparse.Namespace, result: Result) -> None:
     tokens = server.tokens[: args.members]
-    members = [Worker("members", server.url, part, server.room_id) for part in split(tokens, 2)]
+    members = [
+        ClientProcess(worker_main, "members", server.url, part, server.room_id)
+        for part in split(tokens, 2)
+    ]
     for w in members:
         w.expect("ready")
-    sender = Worker("sender", server.url, server.sender, server.room_id)
+    sender = ClientProcess(worker_main, "sender", server.url, server.sender, server.room_id)
     sender.expect("ready")
     time.sleep(0.5)
     for w in members:  # drop join notices and presence
@@ -543,10 +507,6 @@ def measure_fanout(server: ServerProc, args: argparse.Namespace, result: Result)
     sender.finish("stop")
     for w in members:
         w.finish("stop")
-
-
-def ratio(app: float, base: float) -> str:
-    return f"{app / base:.2f}x" if base else "n/a"
 
 
 def report(results: dict[str, Result], args: argparse.Namespace) -> str:
