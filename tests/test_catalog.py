@@ -29,26 +29,9 @@ from mangahub.storage.database import Database
 from mangahub.storage.models import ChapterRow, Genre, Manga
 from mangahub.storage.search import query_terms
 from tests.conftest import BACKEND, PG_ADMIN_DSN, MakeUser, UserSession
+from tests.shapes import DETAIL_FIELDS
 
 UNKNOWN_MANGA = 2_000_000_000
-DETAIL_FIELDS = {
-    "id",
-    "slug",
-    "title",
-    "authors",
-    "status",
-    "total_chapters",
-    "cover_url",
-    "average_rating",
-    "popularity",
-    "genres",
-    "alt_titles",
-    "description",
-    "year",
-    "mangadex_id",
-    "anilist_id",
-    "updated_at",
-}
 
 
 def tag() -> str:

@@ -19,19 +19,8 @@ from mangahub.bus import EventBus, Subscription
 from mangahub.domain.enums import MangaStatus
 from mangahub.storage.models import Manga
 from tests.conftest import MakeUser
+from tests.shapes import SUMMARY_FIELDS
 
-SUMMARY_FIELDS = {
-    "id",
-    "slug",
-    "title",
-    "authors",
-    "status",
-    "total_chapters",
-    "cover_url",
-    "average_rating",
-    "popularity",
-    "genres",
-}
 UNKNOWN_MANGA = 2_000_000_000
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mangahub.app import Runtime
 from mangahub.domain.errors import Forbidden, Unauthorized, ValidationFailed
-from mangahub.domain.schemas import MAX_PAGE_SIZE
+from mangahub.domain.schemas import MAX_PAGE_SIZE, Page
 from mangahub.security.tokens import Principal
+
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
@@ -53,6 +56,10 @@ class Pagination:
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
+
+    def page_of(self, items: Sequence[T], total: int) -> Page[T]:
+        """The list envelope every paginated endpoint answers with."""
+        return Page(data=list(items), page=self.page, page_size=self.page_size, total=total)
 
 
 async def get_pagination(

@@ -19,7 +19,7 @@ async def list_library(
 ) -> Page[LibraryEntryPublic]:
     """My library, most recently added first."""
     entries, total = await runtime.library.list(principal.user_id, paging.page, paging.page_size)
-    return Page(data=entries, page=paging.page, page_size=paging.page_size, total=total)
+    return paging.page_of(entries, total)
 
 
 @router.post(

@@ -59,6 +59,8 @@ class SearchPage(Page[MangaSummary]):
 
 
 @router.get("/manga")
+# The original clients search at /manga/search; same handler, same answer.
+@router.get("/manga/search")
 async def list_manga(
     runtime: RuntimeDep,
     paging: PageParams,
@@ -68,19 +70,7 @@ async def list_manga(
 ) -> Page[MangaSummary]:
     """Browse or search the catalog: best matches first with `q`, else most popular."""
     items, total = await runtime.catalog.list_manga(q, genre, status, paging.page, paging.page_size)
-    return Page(data=items, page=paging.page, page_size=paging.page_size, total=total)
-
-
-@router.get("/manga/search")
-async def search_manga(
-    runtime: RuntimeDep,
-    paging: PageParams,
-    q: SearchText = None,
-    genre: GenreFilter = None,
-    status: StatusFilter = None,
-) -> Page[MangaSummary]:
-    """Same as `GET /api/manga?q=` (the original clients call this path)."""
-    return await list_manga(runtime, paging, q, genre, status)
+    return paging.page_of(items, total)
 
 
 @router.get("/manga/advanced-search")
@@ -152,7 +142,7 @@ async def list_chapters(
 ) -> Page[ChapterPublic]:
     """Chapters in reading order (5, 5.5, 6…)."""
     items, total = await runtime.catalog.list_chapters(manga_id, paging.page, paging.page_size)
-    return Page(data=items, page=paging.page, page_size=paging.page_size, total=total)
+    return paging.page_of(items, total)
 
 
 @router.get("/genres")

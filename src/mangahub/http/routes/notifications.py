@@ -31,7 +31,7 @@ async def list_notifications(
     items, total = await runtime.notifications.list(
         principal.user_id, unread, paging.page, paging.page_size
     )
-    return Page(data=items, page=paging.page, page_size=paging.page_size, total=total)
+    return paging.page_of(items, total)
 
 
 @router.post("/read-all")

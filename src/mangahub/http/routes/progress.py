@@ -45,7 +45,7 @@ async def list_progress(
 ) -> Page[ProgressPublic]:
     """My progress, most recently written first."""
     items, total = await runtime.progress.list(principal.user_id, paging.page, paging.page_size)
-    return Page(data=items, page=paging.page, page_size=paging.page_size, total=total)
+    return paging.page_of(items, total)
 
 
 @router.get("/{manga_id}", responses={404: {"description": "No progress for this manga"}})

@@ -31,7 +31,7 @@ async def list_comments(
 ) -> Page[CommentPublic]:
     """Comments on a series, newest first."""
     comments, total = await runtime.social.list_comments(manga_id, paging.page, paging.page_size)
-    return Page(data=comments, page=paging.page, page_size=paging.page_size, total=total)
+    return paging.page_of(comments, total)
 
 
 @router.post(
