@@ -12,12 +12,16 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from mangahub.domain.errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -48,9 +52,16 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work: committed on success, rolled back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        """A unit of work: committed on success, rolled back on any error.
+
+        Losing the database (server down, connection dropped, pool exhausted) surfaces
+        as the domain's Unavailable, so every door answers "retry later" the same way.
+        """
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError, SATimeoutError, OSError) as exc:
+            raise Unavailable("database unavailable; retry later") from exc
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""

@@ -26,8 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import InternalError, MangaHubError, Unavailable
 from mangahub.domain.schemas import ProgressPublic
@@ -162,8 +160,9 @@ class ProgressBatcher:
 
 
 def _unexpected(exc: Exception) -> MangaHubError:
-    # Connection-level trouble (database down, pool exhausted) is worth a retry.
-    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
+    # Transport trouble is worth a retry (the database handle already maps its own
+    # connection failures to Unavailable).
+    if isinstance(exc, OSError | TimeoutError):
         return Unavailable("progress store unavailable; retry later")
     return InternalError("could not store progress")
 
