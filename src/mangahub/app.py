@@ -20,6 +20,7 @@ from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
 from mangahub.services.catalog import CatalogService
 from mangahub.services.chat import ChatService
+from mangahub.services.federated import FederatedSearch
 from mangahub.services.library import LibraryService
 from mangahub.services.notifications import NotificationService
 from mangahub.services.progress import ProgressService
@@ -46,6 +47,7 @@ class Runtime:
     social: SocialService
     notifications: NotificationService
     chat: ChatService
+    federated: FederatedSearch
 
     async def check_ready(self) -> dict[str, str]:
         """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
@@ -99,6 +101,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         social=SocialService(db),
         notifications=NotificationService(db, bus),
         chat=ChatService(db, bus),
+        federated=FederatedSearch(catalog),
     )
     try:
         if bootstrap:

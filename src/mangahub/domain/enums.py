@@ -36,3 +36,13 @@ class SortBy(StrEnum):
     TITLE = "title"
     UPDATED = "updated"
     CHAPTERS = "chapters"
+
+
+class SourceStatus(StrEnum):
+    """Outcome of one source in a federated search."""
+
+    OK = "ok"  # answered within its deadline
+    CACHED = "cached"  # answered from the 15-minute cache, the source was not asked
+    TIMEOUT = "timeout"  # missed its deadline: contributed nothing
+    ERROR = "error"  # failed (HTTP 5xx, 429, transport): contributed nothing
+    DISABLED = "disabled"  # asked for, but not configured on this server

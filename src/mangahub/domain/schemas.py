@@ -20,7 +20,13 @@ from pydantic import (
     field_validator,
 )
 
-from mangahub.domain.enums import MangaStatus, NotificationKind, ReadingStatus, Role
+from mangahub.domain.enums import (
+    MangaStatus,
+    NotificationKind,
+    ReadingStatus,
+    Role,
+    SourceStatus,
+)
 
 T = TypeVar("T")
 
@@ -152,6 +158,43 @@ class MangaDetails(MangaSummary):
     rating_count: int
     created_at: datetime
     updated_at: datetime
+
+
+class FederatedManga(Schema):
+    """One series in a federated search answer: from the local catalog (``id`` set) or
+    only known to an external source (``id`` is None)."""
+
+    id: int | None
+    slug: str | None
+    title: str
+    alt_titles: list[str]
+    authors: list[str]
+    description: str
+    genres: list[str]
+    status: MangaStatus
+    total_chapters: int | None
+    cover_url: str | None
+    average_rating: float | None
+    year: int | None
+    source: str  # "local" | "mangadex" | "anilist"
+    mangadex_id: str | None
+    anilist_id: int | None
+
+
+class SourceReport(Schema):
+    """How one source fared in a federated search."""
+
+    name: str
+    status: SourceStatus
+    results: int = 0
+    error: str | None = None
+
+
+class FederatedResults(Schema):
+    results: list[FederatedManga]
+    total: int
+    page: int
+    sources: list[SourceReport]
 
 
 class MangaCreate(Input):
