@@ -301,6 +301,34 @@ class CatalogService:
         async with self._db.session() as s:
             return MangaDetails.model_validate(await load_manga(s, manga_id))
 
+    async def get_many(self, manga_ids: Sequence[int]) -> list[MangaDetails]:
+        """Details of several series in one query, in the order asked; unknown ids
+        are left out."""
+        wanted = [i for i in dict.fromkeys(manga_ids) if valid_id(i)]
+        if not wanted:
+            return []
+        async with self._db.session() as s:
+            rows = (await s.scalars(select(Manga).where(Manga.id.in_(wanted)))).all()
+            found = {row.id: MangaDetails.model_validate(row) for row in rows}
+        return [found[i] for i in wanted if i in found]
+
+    async def find_by_source_ids(
+        self, mangadex_ids: Sequence[str], anilist_ids: Sequence[int]
+    ) -> list[MangaDetails]:
+        """The series carrying any of these MangaDex or AniList ids, in one query."""
+        mangadex = [i for i in dict.fromkeys(mangadex_ids) if 0 < len(i) <= _MAX_MANGADEX_ID]
+        anilist = [i for i in dict.fromkeys(anilist_ids) if valid_id(i)]
+        conditions: list[ColumnElement[bool]] = []
+        if mangadex:
+            conditions.append(Manga.mangadex_id.in_(mangadex))
+        if anilist:
+            conditions.append(Manga.anilist_id.in_(anilist))
+        if not conditions:
+            return []
+        async with self._db.session() as s:
+            rows = (await s.scalars(select(Manga).where(or_(*conditions)).order_by(Manga.id))).all()
+            return [MangaDetails.model_validate(row) for row in rows]
+
     async def create_manga(self, data: MangaCreate) -> MangaDetails:
         """A new series; ValidationFailed for unknown genres, Conflict for a source id
         that another series already has."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import (
     ChapterPublic,
+    FederatedResults,
     GenrePublic,
     MangaCreate,
     MangaDetails,
@@ -102,6 +103,25 @@ async def advanced_search(
     return SearchPage(
         data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
     )
+
+
+# Before /manga/{manga_id}, which would otherwise take "federated" for an id.
+@router.get("/manga/federated")
+async def federated_search(
+    runtime: RuntimeDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Title words.")],
+    limit: Annotated[int, Query(ge=1, le=100, description="Results per source.")] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    sources: Annotated[
+        str | None,
+        Query(max_length=100, description="Comma list: local, mangadex, anilist (default all)."),
+    ] = None,
+) -> FederatedResults:
+    """The local catalog first, then MangaDex and AniList (when enabled), each series
+    once; `sources` in the answer says how each source fared. MangaDex data is
+    credited to MangaDex and its scanlation groups."""
+    names = [name.strip() for name in (sources or "").split(",") if name.strip()]
+    return await runtime.federated.search(q, limit=limit, offset=offset, sources=names)
 
 
 @router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA)
