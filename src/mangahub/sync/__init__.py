@@ -1,0 +1,1 @@
+"""Keeping the catalog current from MangaDex and AniList: jobs, leases, scheduler."""
