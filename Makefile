@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean
+.PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean proto proto-check
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,21 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	MANGAHUB_TEST_BACKEND=postgres $(PYTEST)
 
-## check: lint and type-check
-check: lint typecheck
+## check: lint, type-check, and the committed gRPC stubs match the .proto
+check: lint typecheck proto-check
+
+## proto: regenerate the committed gRPC stubs (src/mangahub/v1) from proto/
+PROTOS := proto/mangahub/v1/manga.proto
+PROTOC := $(BIN)/python -m grpc_tools.protoc -Iproto
+proto: $(STAMP)
+	$(PROTOC) --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)
+
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PROTOC) --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$(cd $$tmp && find mangahub -type f); do \
+		cmp -s "$$tmp/$$f" "src/$$f" || { echo "src/$$f is stale: run make proto" >&2; exit 1; }; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,0 +1,190 @@
+"""``mangahub.v1.MangaService``: checks each request, calls the same services as HTTP,
+answers with the generated messages or a status code (see :mod:`.errors`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from mangahub.app import Runtime
+from mangahub.domain.enums import ReadingStatus
+from mangahub.domain.errors import BadRequest, MangaHubError, ValidationFailed
+from mangahub.domain.schemas import MAX_PAGE_SIZE
+from mangahub.grpcapi.auth import authenticate
+from mangahub.grpcapi.convert import manga_message, progress_message, search_message
+from mangahub.grpcapi.errors import details_text, status_code, trailing_metadata
+from mangahub.grpcapi.metrics import GrpcMetrics
+from mangahub.v1 import manga_pb2, manga_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
+DEFAULT_LIMIT = 20
+MAX_QUERY = 200  # as HTTP's ``q``
+MAX_SOURCES = 10
+MAX_SOURCE_NAME = 50
+GRPC_DEVICE = "grpc"
+_CONTROL_CHARS = frozenset(chr(c) for c in (*range(32), 0x7F))
+
+
+class Undecodable:
+    """What :func:`lenient` hands the servicer for bytes that are not the request
+    message; gRPC would answer UNKNOWN if deserializing raised."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def lenient(message: type[M]) -> Callable[[bytes], M | Undecodable]:
+    """A request deserializer that never raises (see :class:`Undecodable`)."""
+
+    def deserialize(data: bytes) -> M | Undecodable:
+        try:
+            return message.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return deserialize
+
+
+def _decoded(request: M | Undecodable) -> M:
+    if isinstance(request, Undecodable):
+        raise BadRequest(f"malformed request message: {request.reason}")
+    return request
+
+
+def _problem(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed("invalid request", details=[{"field": field, "message": message}])
+
+
+def _search_args(request: manga_pb2.SearchMangaRequest) -> tuple[str, int, int, list[str]]:
+    """``(query, limit, offset, sources)`` of a search, or ValidationFailed."""
+    query = request.query
+    if len(query) > MAX_QUERY:
+        raise _problem("query", f"at most {MAX_QUERY} characters")
+    if any(ch in _CONTROL_CHARS for ch in query):
+        raise _problem("query", "must not contain control characters")
+    limit = request.limit or DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise _problem("limit", f"must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_LIMIT})")
+    if request.offset < 0:
+        raise _problem("offset", "must not be negative")
+    sources = list(request.sources)
+    if len(sources) > MAX_SOURCES or any(len(s) > MAX_SOURCE_NAME for s in sources):
+        raise _problem("sources", f"at most {MAX_SOURCES} names of {MAX_SOURCE_NAME} characters")
+    return query, limit, request.offset, sources
+
+
+def _reading_status(value: str) -> ReadingStatus:
+    if not value:
+        return ReadingStatus.READING
+    try:
+        return ReadingStatus(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(s.value for s in ReadingStatus)
+        raise _problem("status", f"one of {allowed}") from None
+
+
+class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
+    """The three RPCs of SPEC "gRPC"; catalog reads are public, progress needs a token."""
+
+    def __init__(self, runtime: Runtime, metrics: GrpcMetrics, search_budget: float) -> None:
+        self._runtime = runtime
+        self._metrics = metrics
+        self._search_budget = search_budget
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no MangaService call is running (the drain waits for this)."""
+        await self._idle.wait()
+
+    async def GetManga(
+        self, raw: manga_pb2.GetMangaRequest | Undecodable, context: Any
+    ) -> manga_pb2.Manga:
+        async def work() -> manga_pb2.Manga:
+            request = _decoded(raw)
+            if request.id <= 0:
+                raise _problem("id", "must be positive")
+            return manga_message(await self._runtime.catalog.get_manga(request.id))
+
+        return await self._call("GetManga", context, work)
+
+    async def SearchManga(
+        self, raw: manga_pb2.SearchMangaRequest | Undecodable, context: Any
+    ) -> manga_pb2.MangaSearchResponse:
+        async def work() -> manga_pb2.MangaSearchResponse:
+            request = _decoded(raw)
+            query, limit, offset, sources = _search_args(request)
+            # The call's deadline is the whole budget of the sources asked.
+            remaining: float | None = context.time_remaining()
+            budget = (
+                self._search_budget if remaining is None else min(remaining, self._search_budget)
+            )
+            found = await self._runtime.federated.search(
+                query, limit=limit, offset=offset, sources=sources, timeout=max(0.0, budget)
+            )
+            return search_message(found)
+
+        return await self._call("SearchManga", context, work)
+
+    async def UpdateProgress(
+        self, raw: manga_pb2.ProgressUpdateRequest | Undecodable, context: Any
+    ) -> manga_pb2.ProgressUpdateResponse:
+        async def work() -> manga_pb2.ProgressUpdateResponse:
+            request = _decoded(raw)
+            principal = authenticate(self._runtime.tokens, context.invocation_metadata())
+            if request.manga_id <= 0:
+                raise _problem("manga_id", "must be positive")
+            status = _reading_status(request.status)
+            device = request.device if request.HasField("device") else GRPC_DEVICE
+            # Same call as HTTP's PUT /api/users/progress: stored, then pushed to the
+            # user's TCP and WebSocket sessions by the progress service.
+            progress = await self._runtime.progress.update(
+                principal.user_id, request.manga_id, request.chapter, status, device
+            )
+            return manga_pb2.ProgressUpdateResponse(
+                success=True, message="progress saved", progress=progress_message(progress)
+            )
+
+        return await self._call("UpdateProgress", context, work)
+
+    async def _call(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one call: domain errors become their status code, anything unexpected
+        INTERNAL (never UNKNOWN); every call is counted with its code and latency."""
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await work()
+        except MangaHubError as exc:
+            code = status_code(exc)
+            await context.abort(code, details_text(exc), trailing_metadata(exc))
+            raise  # abort() raises; this line only satisfies the type checker
+        except TimeoutError:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(code, "deadline exceeded")
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            log.exception("grpc %s failed", method)
+            code = grpc.StatusCode.INTERNAL
+            await context.abort(code, "internal error")
+            raise
+        finally:
+            self._metrics.observe(method, code.name, time.perf_counter() - start)
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
