@@ -405,3 +405,12 @@ async def test_password_is_never_echoed(client: httpx.AsyncClient, make_user: Ma
     assert "password" not in r.json()["user"]
     r = await client.get("/api/users/me", headers=user.headers)
     assert user.password not in r.text and "password" not in r.text
+
+
+def test_tokens_issued_in_the_same_instant_differ() -> None:
+    codec = TokenCodec("s" * 32, 60)
+    who = Principal(uuid.uuid4(), "alice", "alice@example.com", Role.USER)
+    now = datetime.now(UTC)
+    first, second = codec.issue(who, now), codec.issue(who, now)
+    assert first != second
+    assert codec.verify(first) == codec.verify(second) == who

@@ -53,6 +53,8 @@ class TokenCodec:
             "iss": ISSUER,
             "iat": now,
             "exp": now + timedelta(seconds=self.ttl_seconds),
+            # Two tokens issued in the same second for the same user still differ.
+            "jti": secrets.token_urlsafe(12),
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
