@@ -1,0 +1,180 @@
+"""``mangahub progress update|show``.
+
+Where an update goes: while the sync daemon runs for this server, through it (queued
+on disk, sent over TCP, acknowledged), so updates keep their order with the ones
+queued while offline; otherwise straight over HTTP. When the server cannot be
+reached, the update is queued on disk and sent, in order, by the daemon once
+connected (``mangahub sync connect``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Annotated, Any
+
+import typer
+
+from mangahub.cli import daemon_files
+from mangahub.cli.api import Unreachable
+from mangahub.cli.common import JsonOpt, ServerOpt, api
+from mangahub.cli.outbox import Outbox, QueuedUpdate
+from mangahub.cli.output import (
+    console,
+    fields,
+    handle_errors,
+    info,
+    print_json,
+    table,
+)
+from mangahub.domain.enums import ReadingStatus
+
+app = typer.Typer(help="Your reading progress.", no_args_is_help=True)
+
+
+@app.command()
+@handle_errors
+def update(
+    manga_id: Annotated[int, typer.Argument(help="Manga id.", min=1)],
+    chapter: Annotated[float, typer.Argument(help="Chapter reached (5.5 is fine).", min=0)],
+    status: Annotated[
+        ReadingStatus, typer.Option("--status", case_sensitive=False, help="Reading status.")
+    ] = ReadingStatus.READING,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the daemon's ack.")
+    ] = 10,
+    server: ServerOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Record the chapter you reached (pushed to your other devices at once).
+
+    Examples:
+      mangahub progress update 42 12.5
+      mangahub progress update 42 120 --status completed
+    """
+    with api(server) as client:
+        client.credentials()  # must be logged in, online or not
+        state = daemon_files.read_state()
+        if daemon_files.running_pid() is not None and state.get("server") == client.server:
+            _through_daemon(client.server, manga_id, chapter, status.value, wait, json)
+            return
+        try:
+            progress = client.call(
+                "PUT",
+                "/api/users/progress",
+                json={"manga_id": manga_id, "chapter": chapter, "status": status.value},
+                auth=True,
+            )
+        except Unreachable as exc:
+            queued = _queue(client.server, manga_id, chapter, status.value)
+            _report_queued(queued, client.server, exc.message, json)
+            return
+    _report(progress, json)
+
+
+def _queue(server: str, manga_id: int, chapter: float, status: str) -> tuple[QueuedUpdate, int]:
+    outbox = Outbox()
+    try:
+        item = outbox.put(server, manga_id, chapter, status)
+        return item, outbox.count(server)
+    finally:
+        outbox.close()
+
+
+def _through_daemon(
+    server: str, manga_id: int, chapter: float, status: str, wait: float, json: bool
+) -> None:
+    queued = _queue(server, manga_id, chapter, status)
+    pid = daemon_files.running_pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGUSR1)  # look at the queue now
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        acked = daemon_files.read_state().get("acked", {})
+        if queued[0].message_id in acked:
+            _report(acked[queued[0].message_id], json)
+            return
+        time.sleep(0.05)
+    _report_queued(queued, server, "no acknowledgement yet", json)
+
+
+def _report_queued(queued: tuple[QueuedUpdate, int], server: str, why: str, json: bool) -> None:
+    item, pending = queued
+    if json:
+        print_json(
+            {
+                "queued": True,
+                "message_id": item.message_id,
+                "manga_id": item.manga_id,
+                "chapter": item.chapter,
+                "status": item.status,
+                "pending": pending,
+            }
+        )
+    daemon = daemon_files.running_pid() is not None
+    hint = "the sync daemon sends it" if daemon else "`mangahub sync connect` sends it"
+    info(f"[yellow]queued[/yellow]: {why}; {pending} update(s) waiting for {server} — {hint}")
+
+
+def _report(progress: dict[str, Any], json: bool) -> None:
+    if json:
+        print_json(progress)
+    else:
+        console.print(
+            f"[green]✓[/green] #{progress['manga_id']}: chapter {progress['chapter']:g} "
+            f"({progress['status']}, version {progress['version']})"
+        )
+
+
+@app.command()
+@handle_errors
+def show(
+    manga_id: Annotated[
+        int | None, typer.Argument(help="Manga id (omit for all your progress).", min=1)
+    ] = None,
+    server: ServerOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Show your progress on one series, or on all of them.
+
+    Examples:
+      mangahub progress show 42
+      mangahub progress show --json
+    """
+    with api(server) as client:
+        if manga_id is not None:
+            progress = client.call("GET", f"/api/users/progress/{manga_id}", auth=True)
+        else:
+            progress = client.call("GET", "/api/users/progress", auth=True)
+    if json:
+        print_json(progress)
+        return
+    if manga_id is not None:
+        fields(
+            f"Progress on #{manga_id}",
+            [
+                (k, progress.get(k))
+                for k in ("chapter", "status", "version", "device", "updated_at")
+            ],
+        )
+        return
+    rows = progress["data"] if isinstance(progress, dict) else progress
+    if not rows:
+        console.print("no progress recorded yet")
+        return
+    table(
+        "Reading progress",
+        ["manga", "chapter", "status", "version", "device", "updated"],
+        (
+            (
+                p["manga_id"],
+                p["chapter"],
+                p["status"],
+                p["version"],
+                p.get("device"),
+                p.get("updated_at"),
+            )
+            for p in rows
+        ),
+    )

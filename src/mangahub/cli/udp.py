@@ -1,0 +1,226 @@
+"""``mangahub udp listen``: live notifications over UDP.
+
+Subscribes with the access token, prints each NOTIFICATION once (the server re-sends
+until ACKed, so copies are recognised by id), ACKs every copy, PINGs to keep the
+subscription alive (subscribing again if the server forgot it), and on Ctrl+C sends
+UNSUBSCRIBE and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import deque
+from typing import Annotated, Any, Final, cast
+
+import orjson
+import typer
+
+from mangahub.cli.api import Api
+from mangahub.cli.common import JsonOpt, ServerOpt, UdpOpt, endpoints
+from mangahub.cli.output import (
+    EXIT_AUTH,
+    EXIT_UNAVAILABLE,
+    CliError,
+    console,
+    escape,
+    fmt,
+    handle_errors,
+    info,
+    print_json_line,
+)
+
+app = typer.Typer(help="Real-time notifications over UDP.", no_args_is_help=True)
+
+ATTEMPTS: Final = 5
+REPLY_TIMEOUT: Final = 1.0
+REMEMBERED_IDS: Final = 1024
+INBOX: Final = 1024
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """Datagrams in, decoded, onto a bounded queue."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(message, dict) and not self.inbox.full():
+            self.inbox.put_nowait(message)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable on a connected socket: nobody listens there (yet).
+        self.refused = isinstance(exc, ConnectionRefusedError)
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(orjson.dumps(message))
+
+
+class Listener:
+    def __init__(
+        self, api: Api, address: tuple[str, int], json: bool, ping_interval: float, count: int
+    ) -> None:
+        self.api = api
+        self.address = address
+        self.json = json
+        self.ping_interval = ping_interval
+        self.count = count
+        self.shown = 0
+        self.seen: deque[int] = deque(maxlen=REMEMBERED_IDS)
+        self.sock = _Socket()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self.sock, remote_addr=self.address
+        )
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            user = await self.subscribe()
+            info(
+                f"listening for notifications at udp://{self.address[0]}:{self.address[1]} "
+                f"(user {user}); Ctrl+C to stop"
+            )
+            await self.listen(stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.unsubscribe()
+            transport.close()
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    async def request(self, message: dict[str, Any], wanted: str) -> dict[str, Any] | None:
+        """Send until a reply of type ``wanted`` (or ERROR) comes; UDP may lose either."""
+        for _ in range(ATTEMPTS):
+            self.sock.send(message)
+            try:
+                async with asyncio.timeout(REPLY_TIMEOUT):
+                    while True:
+                        reply = await self.sock.inbox.get()
+                        if reply.get("type") in (wanted, "ERROR"):
+                            return reply
+                        self.handle(reply)  # a notification may come first
+            except TimeoutError:
+                continue
+        return None
+
+    async def subscribe(self, *, force_refresh: bool = False) -> str:
+        token = await asyncio.to_thread(self.api.access_token, force=force_refresh)
+        reply = await self.request({"type": "SUBSCRIBE", "token": token}, "SUBSCRIBED")
+        if reply is None:
+            raise CliError(
+                f"no answer from MangaHub's UDP server at {self.address[0]}:{self.address[1]}",
+                EXIT_UNAVAILABLE,
+            )
+        if reply["type"] == "ERROR":
+            if reply.get("code") == "UNAUTHORIZED" and not force_refresh:
+                return await self.subscribe(force_refresh=True)
+            code = str(reply.get("code", "")).lower()
+            raise CliError(
+                f"subscription refused: {reply.get('message', code)}",
+                EXIT_AUTH if code == "unauthorized" else EXIT_UNAVAILABLE,
+            )
+        return str(reply.get("user_id"))
+
+    async def unsubscribe(self) -> None:
+        for _ in range(3):
+            self.sock.send({"type": "UNSUBSCRIBE"})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    while (await self.sock.inbox.get()).get("type") != "UNSUBSCRIBED":
+                        pass
+                    return
+
+    async def listen(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.ping_interval
+        while not stop.is_set() and not (self.count and self.shown >= self.count):
+            getter = asyncio.ensure_future(self.sock.inbox.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait(
+                {getter, stopper},
+                timeout=max(0.0, next_ping - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            stopper.cancel()
+            if getter in done:
+                message = getter.result()
+                if message.get("type") == "PONG" and message.get("subscribed") is False:
+                    await self.subscribe()  # the server dropped us (restart, expiry)
+                elif message.get("type") == "ERROR" and message.get("code") == "UNAUTHORIZED":
+                    await self.subscribe(force_refresh=True)
+                else:
+                    self.handle(message)
+            else:
+                getter.cancel()
+            if loop.time() >= next_ping:
+                self.sock.send({"type": "PING"})
+                next_ping = loop.time() + self.ping_interval
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "NOTIFICATION":
+            nid = message.get("id")
+            if isinstance(nid, int):
+                # ACK every copy: a copy means our last ACK may have been lost.
+                self.sock.send({"type": "ACK", "id": nid})
+                if nid in self.seen:
+                    return
+                self.seen.append(nid)
+            self.shown += 1
+            self.show(message)
+        elif kind == "ERROR":
+            info(f"[yellow]server:[/yellow] {escape(str(message.get('message')))}")
+
+    def show(self, note: dict[str, Any]) -> None:
+        if self.json:
+            print_json_line(note)
+            return
+        kind = str(note.get("kind", "")).replace("_", " ")
+        when = fmt(note.get("created_at"))
+        title = escape(str(note.get("title") or ""))
+        line = f"[dim]{when}[/dim] [bold magenta]{kind}[/bold magenta] [bold]{title}[/bold]"
+        if note.get("kind") == "new_chapter" and note.get("chapter") is not None:
+            line += f" — chapter {fmt(note.get('chapter'))}"
+        message = note.get("message")
+        if message:
+            line += f": {escape(str(message))}"
+        console.print(line)
+
+
+@app.command()
+@handle_errors
+def listen(
+    server: ServerOpt = None,
+    udp: UdpOpt = None,
+    count: Annotated[
+        int, typer.Option("--count", min=0, help="Exit after this many notifications (0: never).")
+    ] = 0,
+    ping_interval: Annotated[
+        float, typer.Option("--ping-interval", min=1, help="Seconds between keep-alive PINGs.")
+    ] = 60,
+    json: JsonOpt = False,
+) -> None:
+    """Print notifications as they arrive (Ctrl+C unsubscribes and exits).
+
+    Examples:
+      mangahub udp listen
+      mangahub udp listen --json | jq .title
+    """
+    where = endpoints(server, udp=udp)
+    with Api(where.server) as api:
+        api.credentials()
+        asyncio.run(Listener(api, where.udp, json, ping_interval, count).run())

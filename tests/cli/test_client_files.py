@@ -1,0 +1,107 @@
+"""The client's own files, one function at a time: the progress queue, address
+resolution, and the credential store's file fallback."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from mangahub.cli import outbox as outbox_module
+from mangahub.cli.credentials import Credentials, CredentialStore
+from mangahub.cli.outbox import Outbox
+from mangahub.cli.output import CliError
+from mangahub.cli.paths import config_dir, resolve, state_dir
+
+SERVER = "http://127.0.0.1:8084"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("MANGAHUB_SERVER", "MANGAHUB_TCP", "MANGAHUB_UDP", "MANGAHUB_GRPC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MANGAHUB_HOME", str(tmp_path / "home"))
+
+
+def test_outbox_keeps_order_per_server_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    first = box.put(SERVER, 1, 10, "reading")
+    box.put("http://other:8084", 1, 99, "reading")
+    second = box.put(SERVER, 1, 11, "reading")
+    box.close()
+
+    box = Outbox(path)  # a new process would see the same queue
+    assert box.count(SERVER) == 2
+    oldest = box.oldest(SERVER)
+    assert oldest is not None and oldest.message_id == first.message_id and oldest.chapter == 10
+    box.remove(first.message_id)
+    oldest = box.oldest(SERVER)
+    assert oldest is not None and oldest.message_id == second.message_id
+    box.remove(second.message_id)
+    assert box.oldest(SERVER) is None and box.count("http://other:8084") == 1
+    box.close()
+
+
+def test_outbox_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_PENDING", 2)
+    box = Outbox(tmp_path / "outbox.db")
+    box.put(SERVER, 1, 1, "reading")
+    box.put(SERVER, 1, 2, "reading")
+    with pytest.raises(CliError, match="already queued"):
+        box.put(SERVER, 1, 3, "reading")
+    assert box.count(SERVER) == 2
+    box.close()
+
+
+def test_addresses_flags_then_env_then_client_toml(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve().server == "http://127.0.0.1:8084"
+    assert resolve().tcp == ("127.0.0.1", 8081) and resolve().grpc == ("127.0.0.1", 8083)
+    config_dir().mkdir(parents=True)
+    (config_dir() / "client.toml").write_text(
+        'host = "0.0.0.0"\nhttp_port = 9000\ntcp_port = 9001\nudp = "udp.example:7000"\n'
+    )
+    ends = resolve()
+    assert ends.server == "http://127.0.0.1:9000" and ends.tcp == ("127.0.0.1", 9001)
+    assert ends.udp == ("udp.example", 7000)
+    monkeypatch.setenv("MANGAHUB_SERVER", "http://manga.example:8084/")
+    ends = resolve()
+    assert ends.server == "http://manga.example:8084"
+    assert ends.tcp == ("manga.example", 9001)  # the server's host, the configured port
+    assert ends.ws_url == "ws://manga.example:8084/ws"
+    assert resolve("https://flag.example").ws_url == "wss://flag.example/ws"
+    assert resolve(tcp="10.1.2.3:5").tcp == ("10.1.2.3", 5)
+    with pytest.raises(CliError, match="invalid TCP address"):
+        resolve(tcp="host:port")
+    with pytest.raises(CliError, match="invalid server URL"):
+        resolve("ftp://x")
+
+
+def test_directories_follow_mangahub_home_then_xdg(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert config_dir() == state_dir() == tmp_path / "home"
+    monkeypatch.delenv("MANGAHUB_HOME")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert config_dir() == tmp_path / "xdg" / "mangahub"
+    assert state_dir() == tmp_path / "user" / ".mangahub"
+
+
+def test_file_fallback_is_private_and_per_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mangahub.cli.credentials.keyring_available", lambda: False)
+    store = CredentialStore(tmp_path / "config")
+    creds = Credentials("access", "refresh", "alice")
+    assert store.save(SERVER, creds) == "file"
+    assert stat.S_IMODE(store.file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    store.save("http://other:1", Credentials("a2", "r2", "bob"))
+    assert store.load(SERVER) == creds
+    assert store.delete(SERVER) is True
+    assert store.load(SERVER) is None and store.load("http://other:1") is not None
+    assert store.delete("http://other:1") is True
+    assert not store.file.exists()  # the last entry gone: no file left behind
+    assert store.delete(SERVER) is False
