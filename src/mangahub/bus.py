@@ -18,10 +18,16 @@ from typing import Any, Protocol
 import orjson
 import redis.asyncio as aioredis
 
+from mangahub.redislink import REDIS_DOWN_ERRORS, RedisLink
+
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 DEFAULT_QUEUE_SIZE = 1024
+# Reconnect backoff of the Redis reader, and how long one (re)subscribe may take.
+_RECONNECT_MIN = 0.1
+_RECONNECT_MAX = 2.0
+_CONNECT_TIMEOUT = 5.0
 # Put on a subscription's queue when it closes, to end iteration.
 _CLOSED: tuple[str, Event] = ("", {})
 
@@ -138,49 +144,104 @@ class MemoryBus:
 
 class RedisBus:
     """Redis pub/sub: one connection per process listens for the topics its
-    subscribers want, and fans each message out locally."""
+    subscribers want, and fans each message out locally.
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    Without Redis the bus degrades to :class:`MemoryBus` behaviour: a publish reaches
+    this process's subscribers directly (other processes' clients catch up from
+    storage: TCP ``sync``, chat history, the UDP backlog). The reader reconnects with
+    backoff, subscribes every topic wanted at that moment, and Redis delivery resumes.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, namespace: str, link: RedisLink | None = None
+    ) -> None:
         self._redis = client
         self._prefix = f"{namespace}:bus:"
         self._fanout = _LocalFanout()
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.link = link if link is not None else RedisLink()
+        # True while the pub/sub connection is subscribed to every wanted topic.
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
 
     async def publish(self, topic: str, event: Event) -> None:
-        await self._redis.publish(self._prefix + topic, orjson.dumps(event))
+        # Before start() (start-up work) Redis is tried too: other processes may listen.
+        if self._connected or self._reader is None:
+            try:
+                await self._redis.publish(self._prefix + topic, orjson.dumps(event))
+                return
+            except REDIS_DOWN_ERRORS as exc:
+                self._lost("publish", exc)
+        self._fanout.dispatch(topic, event)
 
     async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
         async with self._lock:
             fresh = self._fanout.add(sub)
-            if fresh:
-                await self._pubsub.subscribe(*(self._prefix + t for t in fresh))
+            if fresh and self._connected:
+                try:
+                    await self._pubsub.subscribe(*(self._prefix + t for t in fresh))
+                except REDIS_DOWN_ERRORS as exc:
+                    # Registered locally; the reconnect subscribes every wanted topic.
+                    self._lost("subscribe", exc)
         return sub
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         async with self._lock:
             emptied = self._fanout.remove(sub)
-            if emptied:
+            if emptied and self._connected:
                 with contextlib.suppress(Exception):
                     await self._pubsub.unsubscribe(*(self._prefix + t for t in emptied))
+
+    def _lost(self, what: str, exc: BaseException) -> None:
+        self._connected = False
+        self.link.failed(f"bus {what}", exc)
 
     async def start(self) -> None:
         # A pub/sub connection with no channel returns at once from get_message;
         # a reserved channel keeps the reader loop simple.
-        await self._pubsub.subscribe(self._prefix + "_")
+        if not await self._connect():
+            log.warning("redis bus: starting without Redis; reconnecting in the background")
         self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
 
+    async def _connect(self) -> bool:
+        """A fresh pub/sub connection subscribed to every topic wanted now."""
+        async with self._lock:
+            old, self._pubsub = self._pubsub, self._redis.pubsub(ignore_subscribe_messages=True)
+            with contextlib.suppress(Exception):
+                await old.aclose()  # type: ignore[no-untyped-call]
+            channels = [self._prefix + "_", *(self._prefix + t for t in self._fanout.subscribers)]
+            try:
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    await self._pubsub.subscribe(*channels)
+            except REDIS_DOWN_ERRORS as exc:
+                self._lost("connect", exc)
+                return False
+            self._connected = True
+        self.link.succeeded()
+        return True
+
     async def _read_loop(self) -> None:
+        delay = _RECONNECT_MIN
         while True:
+            if not self._connected:
+                await asyncio.sleep(delay)
+                if await self._connect():
+                    delay = _RECONNECT_MIN
+                else:
+                    delay = min(delay * 2, _RECONNECT_MAX)
+                continue
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # connection lost: redis-py reconnects on the next call
-                log.warning("redis bus: connection lost, retrying", exc_info=True)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # connection lost (or the reply was garbage)
+                self._lost("read", exc)
                 continue
             if message is None or message.get("type") != "message":
                 continue

@@ -5,12 +5,18 @@ Values are JSON-serializable; the cache is only ever a copy, never the sole stor
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
+
+from mangahub.redislink import REDIS_DOWN_ERRORS, RedisLink
+
+T = TypeVar("T")
 
 
 class Cache(Protocol):
@@ -76,33 +82,81 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Shared cache for every process of a deployment."""
+    """Shared cache for every process of a deployment.
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    While Redis is unreachable (see :class:`~mangahub.redislink.RedisLink`) reads are
+    misses and writes are skipped: the database answers, only slower. Fixed-window
+    counters (login guard) fall back to this process's own counts, so the guard holds
+    per process instead of disappearing. A delete skipped during an outage leaves the
+    old entry until its TTL ends, which bounds how stale a copy can be.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, namespace: str, link: RedisLink | None = None
+    ) -> None:
         self._redis = client
         self._ns = f"{namespace}:cache:"
+        self.link = link if link is not None else RedisLink()
+        self._local_counts = MemoryCache(max_entries=10_000)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T | _Skipped:
+        if not self.link.usable():
+            return _SKIPPED
+        try:
+            result = await call()
+        except REDIS_DOWN_ERRORS as exc:
+            self.link.failed(f"cache {what}", exc)
+            return _SKIPPED
+        self.link.succeeded()
+        return result
 
     async def get(self, key: str) -> Any | None:
-        raw = await self._redis.get(self._ns + key)
-        return None if raw is None else orjson.loads(raw)
+        raw = await self._call("get", lambda: self._redis.get(self._ns + key))
+        if raw is None or isinstance(raw, _Skipped):
+            return None
+        return orjson.loads(raw)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
-        await self._redis.set(self._ns + key, orjson.dumps(value), px=max(1, int(ttl * 1000)))
+        data = orjson.dumps(value)
+        await self._call(
+            "set", lambda: self._redis.set(self._ns + key, data, px=max(1, int(ttl * 1000)))
+        )
 
     async def delete(self, key: str) -> None:
-        await self._redis.delete(self._ns + key)
+        await self._call("delete", lambda: self._redis.delete(self._ns + key))
 
     async def incr(self, key: str, ttl: float) -> tuple[int, float]:
         full = self._ns + key
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(full)
-            pipe.pexpire(full, max(1, int(ttl * 1000)), nx=True)
-            pipe.pttl(full)
-            count, _, pttl = await pipe.execute()
-        return int(count), max(0.0, pttl / 1000)
+
+        async def shared() -> tuple[int, float]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(full)
+                pipe.pexpire(full, max(1, int(ttl * 1000)), nx=True)
+                pipe.pttl(full)
+                count, _, pttl = await pipe.execute()
+            return int(count), max(0.0, pttl / 1000)
+
+        result = await self._call("incr", shared)
+        if isinstance(result, _Skipped):
+            return await self._local_counts.incr(key, ttl)
+        return result
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        """Asks Redis itself (readiness must see the truth); a success reopens the gate."""
+        try:
+            async with asyncio.timeout(5):
+                await self._redis.ping()
+        except REDIS_DOWN_ERRORS as exc:
+            self.link.failed("ping", exc)
+            raise
+        self.link.succeeded()
 
     async def close(self) -> None:
         return None  # the client is owned by the composition root
+
+
+class _Skipped:
+    """Marker: the call did not reach Redis."""
+
+
+_SKIPPED = _Skipped()

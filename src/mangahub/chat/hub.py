@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from mangahub import metrics
 from mangahub.bus import Event, EventBus, Subscription
 from mangahub.chat import presence as presence_sync
 from mangahub.chat import protocol
@@ -144,6 +145,7 @@ class Hub:
         self._all_gone.set()
         self._closing = False
         self._refresher: asyncio.Task[None] | None = None
+        metrics.track("ws", self)  # connections and rooms, read at scrape time
 
     @property
     def closing(self) -> bool:
@@ -239,6 +241,8 @@ class Hub:
 
     async def handle(self, client: Client, message: ClientMessage) -> None:
         """Act on one parsed message."""
+        kind = metrics.label(type(message).__name__.lower(), metrics.WS_TYPES)
+        metrics.WS_MESSAGES.labels("in", kind).inc()
         if isinstance(message, protocol.Join):
             await self.join(client, message.room_id)
         elif isinstance(message, protocol.Chat):
@@ -393,6 +397,7 @@ class Hub:
             if not isinstance(message_id, int):
                 message_id = None
             now = self._clock()
+            metrics.WS_MESSAGES.labels("out", kind).inc(len(room.members))
             for client, member in list(room.members.items()):
                 if member.pending is None:
                     if member.history_ids and message_id in member.history_ids:

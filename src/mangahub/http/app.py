@@ -8,7 +8,12 @@ from prometheus_client import CollectorRegistry
 from mangahub import __version__
 from mangahub.app import Runtime
 from mangahub.http.errors import install_error_handlers
-from mangahub.http.middleware import HttpMetrics, MetricsMiddleware, TrailingSlashMiddleware
+from mangahub.http.middleware import (
+    HttpMetrics,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    TrailingSlashMiddleware,
+)
 from mangahub.http.routes import (
     auth,
     chat,
@@ -21,6 +26,7 @@ from mangahub.http.routes import (
     users,
     ws,
 )
+from mangahub.metrics import ProcessMetrics
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -33,6 +39,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.metrics_registry = registry = CollectorRegistry()
+    registry.register(ProcessMetrics())  # TCP, UDP, WebSocket, Redis of this process
     install_error_handlers(app)
 
     app.include_router(health.router)
@@ -50,4 +57,5 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has it
     return app

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: path tolerance and Prometheus request metrics."""
+"""Pure ASGI middleware: path tolerance, request ids and Prometheus request metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mangahub.logs import accept_request_id, request_id
 
 
 class TrailingSlashMiddleware:
@@ -72,3 +74,32 @@ class MetricsMiddleware:
             self.metrics.latency.labels(scope["method"], template).observe(
                 time.perf_counter() - start
             )
+
+
+class RequestIdMiddleware:
+    """Give each HTTP request an id (the caller's ``X-Request-ID`` when well-formed),
+    put it in the log context for everything the request does, and echo it back."""
+
+    header = b"x-request-id"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == self.header), None)
+        rid = accept_request_id(incoming.decode("latin-1") if incoming is not None else None)
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != self.header]
+                message = {**message, "headers": [*headers, (self.header, rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)

@@ -10,9 +10,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import (
 from mangahub.domain.errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Seconds to open a PostgreSQL connection and to run one statement.
+CONNECT_TIMEOUT = 5.0
+STATEMENT_TIMEOUT = 30.0
 
 
 class Database:
@@ -37,6 +40,13 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_timeout=10)
+            if make_url(url).get_driver_name() == "asyncpg":
+                # Nothing waits forever on a lost server: connecting and each statement
+                # are bounded, and the timeout surfaces as Unavailable (503 / error frame).
+                kwargs["connect_args"] = {
+                    "timeout": CONNECT_TIMEOUT,
+                    "command_timeout": STATEMENT_TIMEOUT,
+                }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -61,6 +71,10 @@ class Database:
             async with self.sessionmaker() as session, session.begin():
                 yield session
         except (OperationalError, InterfaceError, SATimeoutError, OSError) as exc:
+            raise Unavailable("database unavailable; retry later") from exc
+        except DBAPIError as exc:
+            if not _server_unavailable(exc):
+                raise
             raise Unavailable("database unavailable; retry later") from exc
 
     async def migrate(self) -> None:
@@ -87,6 +101,18 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 def _upgrade_to_head(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
+
+
+# SQLSTATEs that mean "the server cannot serve now" (connection failures, shutting
+# down or starting up, too many connections), which asyncpg reports as plain errors.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _server_unavailable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from mangahub import metrics
 from mangahub.app import Runtime
 from mangahub.bus import Subscription
 from mangahub.domain.errors import MangaHubError, Unauthorized
@@ -60,6 +61,13 @@ from mangahub.tcp.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+_EVENT_TYPES: dict[type, str] = {
+    AuthRequest: "auth",
+    ProgressUpdate: "progress_update",
+    SyncRequest: "sync",
+    PingRequest: "ping",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +332,7 @@ class _Connection(asyncio.Protocol):
             await self.outbox.put(lines)
 
     async def _handle(self, event: ClientEvent) -> None:
+        metrics.TCP_IN[_EVENT_TYPES.get(type(event), "other")].inc()
         try:
             if isinstance(event, AuthRequest):
                 await self._authenticate(event)
@@ -334,6 +343,7 @@ class _Connection(asyncio.Protocol):
             elif isinstance(event, PingRequest):
                 self.session.send_pong()
         except MangaHubError as exc:
+            metrics.TCP_ERRORS.labels(exc.code).inc()
             message_id = event.id if isinstance(event, ProgressUpdate) else None
             self.session.send_error(
                 exc.code, exc.message, message_id=message_id, details=exc.details
@@ -396,13 +406,16 @@ class _Connection(asyncio.Protocol):
             try:
                 progress = await asyncio.shield(future)
             except MangaHubError as exc:
+                metrics.TCP_ERRORS.labels(exc.code).inc()
                 self.session.send_error(
                     exc.code, exc.message, message_id=message_id, details=exc.details
                 )
             except Exception:
+                metrics.TCP_ERRORS.labels("internal").inc()
                 log.exception("tcp %s: progress update failed", self.peer)
                 self.session.send_error("internal", "internal error", message_id=message_id)
             else:
+                metrics.TCP_OUT_ACK.inc()
                 self.session.send_ack(message_id, progress_json(progress))
             finally:
                 self._pending.task_done()
@@ -419,6 +432,7 @@ class _Connection(asyncio.Protocol):
             if not isinstance(data, dict):
                 continue
             self.session.send_progress(_push_data(data))
+            metrics.TCP_OUT_PUSH.inc()
             if not self.outbox.offer(self.session.data_to_send()):
                 self.abort(f"send queue full ({self.outbox.limit} lines); slow reader")
                 return
@@ -474,6 +488,7 @@ class TcpServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), self.host, self.port, reuse_address=True
         )
+        metrics.track("tcp", self)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let connections finish their in-flight updates, then close."""
@@ -496,3 +511,4 @@ class TcpServer:
             await asyncio.gather(*late, return_exceptions=True)
         await self.batcher.stop(max(0.1, deadline - loop.time()))
         await self._server.wait_closed()
+        metrics.untrack("tcp", self)

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from mangahub import metrics
 from mangahub.app import Runtime
 from mangahub.bus import Subscription
 from mangahub.domain.errors import Unauthorized
@@ -231,6 +232,7 @@ class UdpServer:
         loop = asyncio.get_running_loop()
         self.hub = NotificationHub(self.config.retry, self.config.limits, now=loop.time())
         await loop.create_datagram_endpoint(lambda: _Endpoint(self), sock=self._bind())
+        metrics.track("udp", self)  # subscribers and the hub's datagram counts
         self._helpers = [
             asyncio.create_task(self._timer_loop(), name="udp-timer"),
             asyncio.create_task(self._ack_loop(), name="udp-acks"),
@@ -275,6 +277,7 @@ class UdpServer:
             task.cancel()
         await asyncio.gather(*self._helpers, return_exceptions=True)
         self._transport.close()
+        metrics.untrack("udp", self)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._closed.wait()
