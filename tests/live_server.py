@@ -52,6 +52,10 @@ def server_env(
         MANGAHUB_DATA_DIR=str(data_dir),
         MANGAHUB_BCRYPT_ROUNDS="10",
         MANGAHUB_REDIS_NAMESPACE=redis_namespace,
+        # Tests never reach the internet: a test that wants a source points it at the fake.
+        # (an empty URL turns a source off).
+        MANGAHUB_MANGADEX_URL="",
+        MANGAHUB_ANILIST_URL="",
     )
     if database_url:
         env["MANGAHUB_DATABASE_URL"] = database_url

@@ -16,6 +16,9 @@ import redis.asyncio as aioredis
 from mangahub.bus import EventBus, MemoryBus, RedisBus
 from mangahub.cache import Cache, MemoryCache, RedisCache
 from mangahub.config import Settings, ensure_secrets
+from mangahub.logs import apply_format as apply_log_format
+from mangahub.metrics import MetricsEndpoint
+from mangahub.redislink import RedisLink, client_retry
 from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
 from mangahub.services.catalog import CatalogService
@@ -25,6 +28,7 @@ from mangahub.services.library import LibraryService
 from mangahub.services.notifications import NotificationService
 from mangahub.services.progress import ProgressService
 from mangahub.services.social import SocialService
+from mangahub.sources.registry import SourceClients, build_source_clients
 from mangahub.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,8 @@ class Runtime:
     notifications: NotificationService
     chat: ChatService
     federated: FederatedSearch
+    # One client per enabled external source, shared by federated search and sync jobs.
+    sources: SourceClients
 
     async def check_ready(self) -> dict[str, str]:
         """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
@@ -69,6 +75,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
     """Open every resource, migrate and seed (when ``bootstrap``), and close it all on exit."""
     settings = ensure_secrets(settings)
     assert settings.jwt_secret is not None
+    apply_log_format(settings.log_format)
     db = Database(settings.resolved_database_url)
     redis_client: aioredis.Redis | None = None
     cache: Cache
@@ -79,14 +86,19 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             socket_timeout=5,
             socket_connect_timeout=5,
             health_check_interval=30,
+            retry=client_retry(),
         )
-        cache = RedisCache(redis_client, settings.redis_namespace)
-        bus = RedisBus(redis_client, settings.redis_namespace)
+        # One link: cache and bus agree on whether Redis is there, and warn once.
+        link = RedisLink()
+        cache = RedisCache(redis_client, settings.redis_namespace, link)
+        bus = RedisBus(redis_client, settings.redis_namespace, link)
     else:
         cache = MemoryCache()
         bus = MemoryBus()
     tokens = TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_seconds)
+    metrics_endpoint: MetricsEndpoint | None = None
     catalog = CatalogService(db, cache)
+    sources = build_source_clients(settings)
     runtime = Runtime(
         settings=settings,
         db=db,
@@ -101,7 +113,13 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         social=SocialService(db),
         notifications=NotificationService(db, bus),
         chat=ChatService(db, bus),
-        federated=FederatedSearch(catalog),
+        federated=FederatedSearch(
+            catalog,
+            cache,
+            sources.enabled,
+            source_timeout=settings.federated_search_timeout_seconds,
+        ),
+        sources=sources,
     )
     try:
         if bootstrap:
@@ -117,8 +135,14 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
                 # Printed once, on the first start only: the operator must keep it.
                 print(f"Created user 'admin' with generated password: {password}", flush=True)
         await bus.start()
+        if settings.metrics_port is not None:
+            metrics_endpoint = MetricsEndpoint(settings.host, settings.metrics_port)
+            log.info("metrics listening on %s:%d", *metrics_endpoint.address)
         yield runtime
     finally:
+        if metrics_endpoint is not None:
+            metrics_endpoint.close()
+        await sources.aclose()
         await bus.close()
         await cache.close()
         if redis_client is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     mangadex_url: str = "https://api.mangadex.org"
     anilist_url: str = "https://graphql.anilist.co"
     anilist_enabled: bool = False
+    # External sources (docs/sources.md): an empty URL or a disabled source is never asked.
+    mangadex_enabled: bool = True
+    mangadex_requests_per_second: float = Field(5.0, gt=0)
+    mangadex_burst: int = Field(10, ge=1)
+    anilist_requests_per_minute: float = Field(30.0, gt=0)
+    source_timeout_seconds: float = Field(30.0, gt=0)
+    # Source sync jobs (docs/sync.md).
+    sync_poll_interval_hours: float = Field(24.0, gt=0)
+    sync_chapter_interval_hours: float = Field(48.0, gt=0)
+    sync_workers: int = Field(4, ge=1, le=64)
+    sync_lease_seconds: float = Field(120.0, ge=1)
+    # Each source's deadline inside one federated search (the caller's budget still caps it).
+    federated_search_timeout_seconds: float = Field(3.0, gt=0)
     bcrypt_rounds: int = Field(12, ge=10, le=16)
     access_token_ttl_seconds: int = Field(15 * 60, gt=0)
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
@@ -51,6 +64,11 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(15 * 60, ge=1)
     seed_catalog: bool = True
     log_level: str = "INFO"
+    # "text" for terminals, "json" (one object per line, with request ids) for collectors.
+    log_format: Literal["text", "json"] = "text"
+    # When set, this process also serves its TCP/UDP/WebSocket/Redis metrics on this port
+    # (for parts without the HTTP door, whose /metrics already includes them).
+    metrics_port: int | None = Field(None, ge=0, le=65535)
 
     _config_file: Path | None = None
 

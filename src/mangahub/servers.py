@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 Part = Literal["api", "tcp", "udp", "grpc", "sync"]
 ALL_PARTS: tuple[Part, ...] = ("api", "tcp", "udp", "grpc", "sync")
-# The parts this build can run; gRPC and the source-sync worker are not built yet.
-AVAILABLE_PARTS: tuple[Part, ...] = ("api", "tcp", "udp")
+# The parts this build can run ("sync" schedules the enabled sources' jobs only).
+AVAILABLE_PARTS: tuple[Part, ...] = ("api", "tcp", "udp", "grpc", "sync")
 
 
 class ManagedServer(Protocol):
@@ -138,6 +138,14 @@ def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer
 
             servers.append(UdpServer(runtime, settings.host, settings.udp_port))
             servers.append(trigger_server(runtime, settings.host, settings.trigger_port))
+        elif part == "grpc":
+            from mangahub.grpcapi.server import GrpcServer
+
+            servers.append(GrpcServer(runtime, settings.host, settings.grpc_port))
+        elif part == "sync":
+            from mangahub.sync.scheduler import SyncScheduler
+
+            servers.append(SyncScheduler(runtime))
         else:
             raise ValueError(f"part {part!r} is not available in this build")
     return servers
