@@ -12,14 +12,13 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaStatus
-from mangahub.sources.http import RetryPolicy, SourceHttp
+from mangahub.sources.http import RetryPolicy, SourceClient, SourceHttp
 from mangahub.sources.limiter import AsyncRateLimiter
 from mangahub.sources.models import (
     SourceManga,
@@ -138,7 +137,7 @@ def all_titles(manga: SourceManga) -> list[str]:
 # --- client ---------------------------------------------------------------------------
 
 
-class AniListClient:
+class AniListClient(SourceClient):
     """AniList over one pooled connection set and one shared limiter (default 30
     requests a minute: AniList answers 429 beyond that, whatever its headers say)."""
 
@@ -158,21 +157,6 @@ class AniListClient:
         self._http = SourceHttp(
             NAME, base_url, limiter=self.limiter, timeout=timeout, retry=retry, transport=transport
         )
-        self.health = self._http.health
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def search(self, query: str, *, limit: int, offset: int = 0) -> SourcePage[SourceManga]:
         """MANGA entries matching ``query``, best match first. AniList pages by page

@@ -10,14 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaStatus
-from mangahub.sources.http import RetryPolicy, SourceHttp, utc_naive_iso
+from mangahub.sources.http import RetryPolicy, SourceClient, SourceHttp, utc_naive_iso
 from mangahub.sources.limiter import AsyncRateLimiter
 from mangahub.sources.models import (
     SourceChapter,
@@ -195,7 +194,7 @@ def _page_of(body: Any, parse: Callable[[Mapping[str, Any]], T]) -> SourcePage[T
 # --- client ---------------------------------------------------------------------------
 
 
-class MangaDexClient:
+class MangaDexClient(SourceClient):
     """MangaDex over one pooled connection set and one shared rate limiter
     (default 5 requests/s, bursts of 10)."""
 
@@ -215,21 +214,6 @@ class MangaDexClient:
         self._http = SourceHttp(
             NAME, base_url, limiter=self.limiter, timeout=timeout, retry=retry, transport=transport
         )
-        self.health = self._http.health
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def search(self, query: str, *, limit: int, offset: int = 0) -> SourcePage[SourceManga]:
         """Series whose titles match ``query``, most relevant first."""
