@@ -1,12 +1,19 @@
-"""Pieces every load benchmark shares: file limits, ports, ratios, client processes."""
+"""Pieces every load benchmark shares: file limits, ports, ratios, server and client
+processes, and reading a process's memory and CPU time."""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import resource
+import signal
 import socket
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -57,3 +64,69 @@ class ClientProcess:
         self.process.join(10)
         if self.process.is_alive():
             self.process.kill()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ServerProc:
+    """A server under test, running as its own process."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+
+@contextlib.contextmanager
+def server_process(
+    name: str,
+    cmd: list[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 90,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``cmd`` with its output in ``log_path``, wait until ``ready()``, and stop it
+    with SIGTERM (then SIGKILL) on exit."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{name} did not start: {tail}")
+                time.sleep(0.05)
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def logged(log_path: Path, words: bytes = b"listening on") -> Callable[[], bool]:
+    """A ``ready`` check: the server has written ``words`` to its log."""
+    return lambda: log_path.exists() and words in log_path.read_bytes()

@@ -27,7 +27,6 @@ import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from common import ClientProcess, free_port, raise_fd_limit, ratio
+from common import (
+    ClientProcess,
+    ServerProc,
+    free_port,
+    logged,
+    raise_fd_limit,
+    ratio,
+    server_process,
+)
 
 METHOD = "/mangahub.v1.MangaService/GetManga"
 
@@ -116,22 +123,9 @@ def worker_main(pipe: Connection, streams: int, ids: list[int]) -> None:
 # --- servers ------------------------------------------------------------------------------
 
 
-@dataclass
-class ServerProc:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def start_server(name: str, workdir: Path, reply_file: Path) -> Iterator[ServerProc]:
     port = free_port()
-    log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
     env = {**os.environ}
     if name == "mangahub":
         cmd = [sys.executable, "-m", "mangahub", "serve", "grpc"]
@@ -144,22 +138,9 @@ def start_server(name: str, workdir: Path, reply_file: Path) -> Iterator[ServerP
         )
     else:
         cmd = [sys.executable, __file__, "--serve-baseline", str(port), str(reply_file)]
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    try:
-        deadline = time.monotonic() + 90
-        while b"listening on" not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+    log_path = workdir / f"{name}.log"
+    with server_process(name, cmd, log_path, logged(log_path), env=env, cwd=workdir) as process:
         yield ServerProc(name, process, port)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def catalog_sample(workdir: Path) -> tuple[list[int], bytes]:

@@ -31,7 +31,6 @@ import contextlib
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,15 @@ from typing import Any
 
 import orjson
 
-from common import ClientProcess, free_port, raise_fd_limit, ratio
+from common import (
+    ClientProcess,
+    ServerProc,
+    free_port,
+    logged,
+    raise_fd_limit,
+    ratio,
+    server_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,28 +305,9 @@ def worker_main(pipe: Connection, port: int, plan: list[tuple[int, str, int]]) -
 # --- servers ------------------------------------------------------------------------------
 
 
-@dataclass
-class ServerProc:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def start_server(name: str, workdir: Path, data_dir: Path) -> Iterator[ServerProc]:
     port = free_port()
-    log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
     env = {**os.environ}
     if name == "mangahub":
         cmd = [sys.executable, "-m", "mangahub", "serve", "tcp"]
@@ -332,22 +320,9 @@ def start_server(name: str, workdir: Path, data_dir: Path) -> Iterator[ServerPro
         )
     else:
         cmd = [sys.executable, __file__, "--serve-baseline", str(port)]
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    try:
-        deadline = time.monotonic() + 60
-        while b"listening on" not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+    log_path = workdir / f"{name}.log"
+    with server_process(name, cmd, log_path, logged(log_path), env=env, cwd=workdir) as process:
         yield ServerProc(name, process, port)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 async def prepare_mangahub(data_dir: Path, users: int) -> tuple[list[str], list[int]]:

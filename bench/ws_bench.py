@@ -50,7 +50,15 @@ from typing import Any
 
 import orjson
 
-from common import ClientProcess, free_port, raise_fd_limit, ratio
+from common import (
+    ClientProcess,
+    cpu_seconds,
+    free_port,
+    raise_fd_limit,
+    ratio,
+    rss_kib,
+    server_process,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / "data"
@@ -364,42 +372,23 @@ class ServerProc:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 @contextlib.contextmanager
 def start_server(name: str, tokens: int, workdir: Path) -> Iterator[ServerProc]:
     port = free_port()
     ready = workdir / f"{name}.ready.json"
-    log = (workdir / f"{name}.log").open("wb")
     cmd = [sys.executable, __file__, "--serve", name, "--port", str(port)]
     cmd += ["--ready-file", str(ready), "--tokens", str(tokens), "--data-dir", str(workdir / name)]
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} server did not start; see {log.name}")
-            time.sleep(0.05)
+    with server_process(name, cmd, workdir / f"{name}.log", ready.exists) as process:
         info = json.loads(ready.read_text())
         yield ServerProc(
             name, process, port, info["pid"], info["room_id"], info["sender"], info["tokens"]
         )
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def split(items: list[str], parts: int) -> list[list[str]]:

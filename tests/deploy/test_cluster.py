@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from mangahub.app import Runtime
 from mangahub.servers import AVAILABLE_PARTS
+from mangahub.v1 import manga_pb2, manga_pb2_grpc
 from tests.conftest import ADMIN_PASSWORD, BACKEND, Backend, MakeUser
 from tests.tcp.conftest import Line
 from tests.udp.conftest import UdpClient, follow, new_series
@@ -181,6 +183,18 @@ async def test_parts_as_processes_share_progress_chat_and_notifications(
             pushed = await browser.recv_type("progress", 10)
             assert pushed["data"]["manga_id"] == manga_id
             assert pushed["data"]["chapter"] == 7
+
+            # gRPC: an update through the grpc process reaches the TCP session on tcp#2.
+            host, port = cluster.at("grpc", 1, "grpc")
+            async with grpc.aio.insecure_channel(f"{host}:{port}") as channel:
+                reply = await manga_pb2_grpc.MangaServiceStub(channel).UpdateProgress(
+                    manga_pb2.ProgressUpdateRequest(manga_id=manga_id, chapter=7.5),
+                    metadata=(("authorization", f"Bearer {alice.access_token}"),),
+                    timeout=10,
+                )
+            assert reply.success
+            pushed = await phone.recv_type("progress", 10)
+            assert (pushed["data"]["chapter"], pushed["data"]["device"]) == (7.5, "grpc")
 
             # Chat: alice on api#1, bob on api#2.
             for ws in (alice_ws, bob_ws):
