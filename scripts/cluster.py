@@ -41,9 +41,9 @@ DEFAULT_SCALE = {"api": 2, "tcp": 2}
 
 def available_parts() -> tuple[str, ...]:
     """The parts this build can serve, asked of the installed package itself."""
-    from mangahub.servers import AVAILABLE_PARTS
+    from mangahub.servers import PARTS
 
-    return tuple(AVAILABLE_PARTS)
+    return tuple(PARTS)
 
 
 @dataclass

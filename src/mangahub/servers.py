@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -24,9 +24,8 @@ from mangahub.http.app import create_app
 log = logging.getLogger(__name__)
 
 Part = Literal["api", "tcp", "udp", "grpc", "sync"]
-ALL_PARTS: tuple[Part, ...] = ("api", "tcp", "udp", "grpc", "sync")
-# The parts this build can run ("sync" schedules the enabled sources' jobs only).
-AVAILABLE_PARTS: tuple[Part, ...] = ("api", "tcp", "udp", "grpc", "sync")
+# Every part, in start order ("sync" schedules the enabled sources' jobs only).
+PARTS: tuple[Part, ...] = get_args(Part)
 
 
 class ManagedServer(Protocol):
@@ -153,7 +152,7 @@ def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer
 
 @asynccontextmanager
 async def run_servers(
-    runtime: Runtime, parts: Sequence[Part] = AVAILABLE_PARTS, *, drain_timeout: float = 10.0
+    runtime: Runtime, parts: Sequence[Part] = PARTS, *, drain_timeout: float = 10.0
 ) -> AsyncIterator[RunningServers]:
     running = RunningServers()
     try:

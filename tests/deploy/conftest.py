@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from mangahub.servers import AVAILABLE_PARTS
+from mangahub.servers import PARTS
 from tests.live_server import LiveServer
 
 # Listeners each part announces ("mangahub <name> listening on ...").
@@ -13,7 +13,7 @@ PART_LISTENERS = {"api": ["http"], "tcp": ["tcp"], "udp": ["udp", "trigger"], "g
 
 
 def wait_for_listeners(
-    server: LiveServer, parts: Sequence[str] = AVAILABLE_PARTS, timeout: float = 10
+    server: LiveServer, parts: Sequence[str] = PARTS, timeout: float = 10
 ) -> None:
     """``live_server`` returns at the first listener; the others follow at once."""
     wanted = {name for part in parts for name in PART_LISTENERS.get(part, [])}

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from mangahub.app import Runtime
-from mangahub.servers import AVAILABLE_PARTS
+from mangahub.servers import PARTS
 from mangahub.v1 import manga_pb2, manga_pb2_grpc
 from tests.conftest import ADMIN_PASSWORD, BACKEND, Backend, MakeUser
 from tests.tcp.conftest import Line
@@ -154,7 +154,7 @@ async def test_parts_as_processes_share_progress_chat_and_notifications(
     internal = runtime.settings.internal_token.get_secret_value()
 
     async with cluster_running(backend, "--scale", "udp=2") as cluster:
-        expected = {(p, 1) for p in AVAILABLE_PARTS} | {("api", 2), ("tcp", 2), ("udp", 2)}
+        expected = {(p, 1) for p in PARTS} | {("api", 2), ("tcp", 2), ("udp", 2)}
         assert cluster.members() == expected, cluster.output[-30:]
         # (A part without a listener, the sync worker, announces port 0.)
         ports = [address[1] for address in cluster.endpoints.values() if address[1]]
@@ -234,7 +234,7 @@ async def test_parts_as_processes_share_progress_chat_and_notifications(
 
 
 async def test_a_dying_member_stops_the_cluster_with_an_error(backend: Backend) -> None:
-    only_api = [f"--scale={part}=0" for part in AVAILABLE_PARTS if part != "api"]
+    only_api = [f"--scale={part}=0" for part in PARTS if part != "api"]
     async with cluster_running(backend, "--scale=api=2", *only_api) as cluster:
         assert cluster.members() == {("api", 1), ("api", 2)}
         children = child_pids(cluster.process.pid)

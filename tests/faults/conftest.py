@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from mangahub.servers import AVAILABLE_PARTS
+from mangahub.servers import PARTS
 from mangahub.storage.database import Database
 from mangahub.storage.models import Manga
 from tests.conftest import ADMIN_PASSWORD, BACKEND
@@ -106,7 +106,7 @@ async def serving(env: dict[str, str], *args: str) -> AsyncIterator[LiveServer]:
     manager = live_server(env, *args, wait_for=wait_for, startup_timeout=60)
     server = await asyncio.to_thread(manager.__enter__)
     try:
-        await asyncio.to_thread(wait_for_listeners, server, args or AVAILABLE_PARTS)
+        await asyncio.to_thread(wait_for_listeners, server, args or PARTS)
         yield server
     finally:
         await asyncio.to_thread(manager.__exit__, None, None, None)

@@ -7,7 +7,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from mangahub.app import Runtime
-from mangahub.servers import AVAILABLE_PARTS, build_servers
+from mangahub.servers import PARTS, build_servers
 from mangahub.sources.registry import SourceClients
 from mangahub.sync.scheduler import SyncScheduler
 from mangahub.sync.state import SyncStore
@@ -108,7 +108,7 @@ async def test_disabled_sources_schedule_nothing(env: SyncEnv) -> None:
 
 
 async def test_serve_includes_the_sync_part(env: SyncEnv) -> None:
-    assert "sync" in AVAILABLE_PARTS
+    assert "sync" in PARTS
     (server,) = build_servers(env.runtime, ["sync"])
     assert server.name == "sync" and isinstance(server, SyncScheduler)
     # AniList stays off unless the operator enables it.

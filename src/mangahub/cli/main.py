@@ -87,7 +87,7 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Run MangaHub's servers in one process (all parts, or the one named)."""
-    from mangahub.servers import ALL_PARTS, AVAILABLE_PARTS
+    from mangahub.servers import PARTS
 
     settings = _settings(config)
     logging.basicConfig(
@@ -95,13 +95,10 @@ def serve(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if part is not None and part not in AVAILABLE_PARTS:
-        known = "is not available in this build" if part in ALL_PARTS else "is unknown"
-        typer.secho(
-            f"error: part {part!r} {known}; choose from {', '.join(AVAILABLE_PARTS)}", err=True
-        )
+    if part is not None and part not in PARTS:
+        typer.secho(f"error: part {part!r} is unknown; choose from {', '.join(PARTS)}", err=True)
         raise typer.Exit(2)
-    parts: tuple[Part, ...] = (part,) if part else AVAILABLE_PARTS
+    parts: tuple[Part, ...] = (part,) if part else PARTS
     _run(_serve(settings, parts))
 
 

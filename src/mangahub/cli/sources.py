@@ -86,6 +86,8 @@ def sync(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if verbose:
+        logging.getLogger("mangahub.sources").setLevel(logging.DEBUG)  # each retry
     outcomes = asyncio.run(_sync(settings, source, job))
     for outcome in outcomes:
         counts = ", ".join(f"{k}={v}" for k, v in outcome.counts.items() if k != "failures")

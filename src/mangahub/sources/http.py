@@ -179,7 +179,9 @@ class SourceHttp:
             if attempt == self.retry.max_attempts:
                 break
             delay = wait if wait is not None else self.retry.backoff(attempt)
-            log.info(
+            # Debug only: the caller reports the final failure once (an offline server's
+            # scheduler would otherwise log every attempt of every request).
+            log.debug(
                 "%s: %s %s failed (%s), retry %d in %.2fs",
                 self.source,
                 method,
