@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+
 import httpx
+import redis.asyncio as aioredis
 
 from mangahub.app import Runtime
+from mangahub.cache import RedisCache
+from mangahub.http.app import create_app
+from mangahub.storage.database import Database
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -17,6 +24,44 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient, runtime
     assert r.status_code == 200
     expected = {"database": "ok"} | ({"redis": "ok"} if runtime.redis is not None else {})
     assert r.json() == {"status": "ok", "checks": expected}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _readyz(runtime: Runtime) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        return await c.get("/readyz")
+
+
+async def test_readyz_is_unavailable_without_the_database(runtime: Runtime) -> None:
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nowhere")
+    try:
+        r = await _readyz(dataclasses.replace(runtime, db=db))
+    finally:
+        await db.close()
+    assert r.status_code == 503
+    assert r.json()["status"] == "unavailable"
+    assert r.json()["checks"]["database"].startswith("error")
+
+
+async def test_readyz_is_degraded_but_ready_without_redis(runtime: Runtime) -> None:
+    # Nothing listens on the port: the process serves on without Redis, so it stays ready.
+    gone = aioredis.Redis(port=_closed_port(), socket_connect_timeout=1)
+    try:
+        r = await _readyz(
+            dataclasses.replace(runtime, redis=gone, cache=RedisCache(gone, "readyz-test"))
+        )
+    finally:
+        await gone.aclose()
+    assert r.status_code == 200
+    assert r.json()["status"] == "degraded"
+    assert r.json()["checks"]["database"] == "ok"
+    assert r.json()["checks"]["redis"].startswith("error")
 
 
 async def test_metrics_count_requests_by_handler(client: httpx.AsyncClient) -> None:

@@ -19,13 +19,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """The database and the cache/bus backend are reachable."""
+    """503 while the database is unreachable: nothing can be served. Without Redis the
+    process still serves (from the database, events in process only), so it stays
+    ready and says ``degraded``: a balancer must not pull every replica on a Redis blip."""
     checks = await runtime.check_ready()
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    if checks.get("database") != "ok":
+        status, code = "unavailable", 503
+    elif any(v != "ok" for v in checks.values()):
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return JSONResponse({"status": status, "checks": checks}, status_code=code)
 
 
 @router.get("/metrics", include_in_schema=False)
