@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from mangahub.app import Runtime
+from mangahub.http.app import create_app
 from mangahub.http.middleware import RequestIdMiddleware
 from mangahub.logs import JsonFormatter, accept_request_id, request_id
 from tests.conftest import Backend, MakeUser
@@ -189,3 +191,25 @@ async def test_metrics_count_tcp_udp_and_websocket_traffic(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     )
     assert ("mangahub_tcp_errors_total", (("code", "not_found"),)) in samples(text.decode())
+
+
+async def test_an_unhandled_error_still_answers_and_logs_with_the_request_id(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(runtime)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    # Starlette answers 500, then re-raises for the server to log: let the transport
+    # hand back the response instead.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        with caplog.at_level(logging.ERROR, logger="mangahub.http.errors"):
+            r = await client.get("/boom", headers={"X-Request-ID": "bug-7"})
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal"
+    assert r.headers["x-request-id"] == "bug-7"
+    [record] = [rec for rec in caplog.records if rec.name == "mangahub.http.errors"]
+    assert orjson.loads(JsonFormatter().format(record))["request_id"] == "bug-7"

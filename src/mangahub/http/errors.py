@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mangahub.domain.errors import MangaHubError
+from mangahub.logs import request_id
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +84,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal server error")
+        # Runs outside RequestIdMiddleware: restore the request's id for the log line
+        # and the response header.
+        rid: str | None = getattr(request.state, "request_id", None)
+        token = request_id.set(rid)
+        try:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+        finally:
+            request_id.reset(token)
+        headers = {"X-Request-ID": rid} if rid else None
+        return error_response(500, "internal", "internal server error", None, headers)

@@ -92,6 +92,9 @@ class RequestIdMiddleware:
         incoming = next((v for k, v in scope["headers"] if k == self.header), None)
         rid = accept_request_id(incoming.decode("latin-1") if incoming is not None else None)
         token = request_id.set(rid)
+        # Also in the request's state: an unhandled error is answered by Starlette's
+        # outermost handler, after this middleware (and the log context) has unwound.
+        scope.setdefault("state", {})["request_id"] = rid
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
