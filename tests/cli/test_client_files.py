@@ -3,16 +3,20 @@ resolution, and the credential store's file fallback."""
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mangahub.cli import daemon_files
 from mangahub.cli import outbox as outbox_module
 from mangahub.cli.credentials import Credentials, CredentialStore
 from mangahub.cli.outbox import Outbox
 from mangahub.cli.output import CliError
-from mangahub.cli.paths import config_dir, resolve, state_dir
+from mangahub.cli.paths import config_dir, private_dir, resolve, state_dir
 
 SERVER = "http://127.0.0.1:8084"
 
@@ -105,3 +109,116 @@ def test_file_fallback_is_private_and_per_server(
     assert store.delete("http://other:1") is True
     assert not store.file.exists()  # the last entry gone: no file left behind
     assert store.delete(SERVER) is False
+
+
+def test_damaged_outbox_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"not a database, whatever was written here" * 200)
+    with pytest.raises(CliError, match="unreadable.*move it aside") as raised:
+        Outbox(path)
+    assert str(path) in raised.value.message
+
+
+def test_full_disk_while_queueing_is_a_clear_error(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.put(SERVER, 1, 1, "reading")
+    # SQLite's own "database or disk is full", as on a full disk: no page may be added.
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(CliError, match="cannot queue the update"):
+        for chapter in range(2, 2000):
+            box.put(SERVER, 1, chapter, "reading" * 50)
+    assert box.oldest(SERVER) is not None  # what was queued before stays
+    box.close()
+
+
+def test_a_leftover_temporary_file_never_exposes_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mangahub.cli.credentials.keyring_available", lambda: False)
+    store = CredentialStore(tmp_path / "config")
+    store.directory.mkdir(mode=0o700)
+    leftover = store.file.with_suffix(".tmp")  # from a run killed mid-write
+    leftover.write_text("")
+    leftover.chmod(0o644)
+    modes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # the tokens are in the file by now
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.save(SERVER, Credentials("access", "refresh", "alice"))
+    assert modes == [0o600]
+    assert stat.S_IMODE(store.file.stat().st_mode) == 0o600
+
+
+def test_only_one_daemon_holds_the_claim(tmp_path: Path) -> None:
+    env = {**os.environ, "MANGAHUB_HOME": os.environ["MANGAHUB_HOME"]}
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from mangahub.cli import daemon_files as d;"
+            "print(d.claim_pid(), flush=True); sys.stdin.read()",
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        assert daemon_files.running_pid() == holder.pid
+        # A second daemon that looked before the first wrote its pid file.
+        daemon_files.pid_file().unlink()
+        assert daemon_files.claim_pid() is False
+    finally:
+        daemon_files.release_pid()
+        holder.communicate("", timeout=10)
+    assert daemon_files.running_pid() is None  # released with its process
+    assert daemon_files.claim_pid() is True
+    daemon_files.release_pid()
+    assert not daemon_files.pid_file().exists()
+
+
+def test_a_stale_pid_file_naming_a_live_process_is_no_daemon(tmp_path: Path) -> None:
+    # The daemon was killed; its pid now belongs to an unrelated program.
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        private_dir(state_dir())
+        daemon_files.pid_file().write_text(f"{stranger.pid}\n")
+        assert daemon_files.running_pid() is None
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+SAVE_MANY = """
+import sys
+from mangahub.cli import credentials as c
+c.keyring_available = lambda: False
+store = c.CredentialStore(c.Path(sys.argv[1]))
+for n in range(40):
+    store.save(f"http://{sys.argv[2]}-{n}:8084", c.Credentials("a", "r", "u"))
+"""
+
+
+def test_two_processes_saving_keep_every_servers_entry(tmp_path: Path) -> None:
+    # e.g. a login to one server while the daemon refreshes another's tokens
+    directory = tmp_path / "config"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", SAVE_MANY, str(directory), name])
+        for name in ("left", "right")
+    ]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    store = CredentialStore(directory)
+    missing = [
+        f"{name}-{n}"
+        for name in ("left", "right")
+        for n in range(40)
+        if store.load(f"http://{name}-{n}:8084") is None
+    ]
+    assert missing == []

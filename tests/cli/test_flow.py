@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from mangahub.app import Runtime
+from mangahub.cli.outbox import Outbox
 from tests.cli.conftest import PASSWORD, MakeCli, internal_token, trigger_new_chapter
 from tests.conftest import ADMIN_PASSWORD, Backend
 from tests.live_server import LiveServer
@@ -171,3 +172,25 @@ def test_logout_without_login_and_help(make_cli: MakeCli) -> None:
         out = cli.invoke(group, "--help").ok().stdout
         assert "Usage: mangahub" in out
     assert "Example" in cli.invoke("progress", "update", "--help").ok().stdout
+
+
+def test_an_update_waits_behind_older_queued_ones(make_cli: MakeCli) -> None:
+    cli = make_cli()
+    cli.register_and_login("behind")
+    manga_id = cli.invoke("manga", "search", "--limit", "1", "--json").json()["data"][0]["id"]
+    # Queued while the server was down, not sent yet (no daemon ran since).
+    outbox = Outbox(cli.mangahub_home / "outbox.db")
+    try:
+        older = outbox.put(cli.server, manga_id, 10, "reading")
+    finally:
+        outbox.close()
+    # Back online: sent straight away, chapter 12 would later be overwritten by 10.
+    newer = cli.invoke("progress", "update", str(manga_id), "12", "--json").json()
+    assert newer["queued"] is True and newer["pending"] == 2
+    cli.invoke("progress", "show", str(manga_id)).one_line_error(4)
+    outbox = Outbox(cli.mangahub_home / "outbox.db")
+    try:
+        first = outbox.oldest(cli.server)
+        assert first is not None and first.message_id == older.message_id
+    finally:
+        outbox.close()

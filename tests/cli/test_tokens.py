@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from mangahub.app import Runtime
 from mangahub.cli.api import REFRESH_MARGIN, needs_refresh, token_expiry
-from tests.cli.conftest import TEST_KEYRING, Cli, MakeCli, cli_factory, serve_env
+from tests.cli.conftest import MANGAHUB, TEST_KEYRING, Cli, MakeCli, cli_factory, serve_env
 from tests.conftest import Backend
 from tests.live_server import LiveServer, live_server
 
@@ -111,3 +112,26 @@ def test_keyring_backend_holds_the_tokens(short_cli: MakeCli, tmp_path: Path) ->
     assert key not in keyring_entries(ring)
     assert not cli.credentials_file.exists()
     assert refresh_status(cli.server, second["refresh_token"]) == 401
+
+
+def test_concurrent_commands_refresh_once_and_keep_the_session(short_cli: MakeCli) -> None:
+    # Refresh tokens rotate and a reused one revokes the family: without the lock
+    # between processes, the second command to refresh would log the user out.
+    cli = short_cli()
+    cli.register_and_login()
+    first = cli.stored()
+    commands = [
+        subprocess.Popen(
+            [MANGAHUB, "library", "list", "--json"],
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(c.communicate(timeout=60)[1], c.returncode) for c in commands]
+    assert outcomes == [("", 0)] * 4
+    latest = cli.stored()
+    assert latest["refresh_token"] != first["refresh_token"]
+    cli.run("library", "list", "--json").ok()  # the session survived

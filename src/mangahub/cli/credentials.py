@@ -89,9 +89,10 @@ class CredentialStore:
             else:
                 self._drop_from_file(server)
                 return "keyring"
-        entries = self._read_file()
-        entries[server] = orjson.loads(credentials.to_json())
-        self._write_file(entries)
+        with self._flock("credentials.json.lock"):
+            entries = self._read_file()
+            entries[server] = orjson.loads(credentials.to_json())
+            self._write_file(entries)
         return "file"
 
     def delete(self, server: str) -> bool:
@@ -110,8 +111,13 @@ class CredentialStore:
     def lock(self) -> Iterator[None]:
         """Serialize token refreshes between processes (the CLI and the sync daemon):
         refresh tokens rotate, and presenting a rotated one revokes the whole family."""
+        with self._flock("credentials.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, name: str) -> Iterator[None]:
         private_dir(self.directory)
-        fd = os.open(self.directory / "credentials.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -133,19 +139,23 @@ class CredentialStore:
             return
         private_dir(self.directory)
         tmp = self.file.with_suffix(".tmp")
-        # Created 0600 from the start: the tokens are never readable by others, even briefly.
+        # 0600 before the first byte: the tokens are never readable by others, even
+        # briefly (O_CREAT's mode does not apply to a file left behind by a crash).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(orjson.dumps(entries, option=orjson.OPT_INDENT_2))
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
         os.replace(tmp, self.file)
 
     def _drop_from_file(self, server: str) -> bool:
-        entries = self._read_file()
-        if server not in entries:
-            return False
-        del entries[server]
-        self._write_file(entries)
-        return True
+        # Its own lock, not lock()'s (held by a refresh that saves): the file holds
+        # every server's entry, and two writers would each drop the other's.
+        with self._flock("credentials.json.lock"):
+            entries = self._read_file()
+            if server not in entries:
+                return False
+            del entries[server]
+            self._write_file(entries)
+            return True

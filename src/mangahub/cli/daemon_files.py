@@ -1,9 +1,11 @@
-"""The sync daemon's files in the state directory: ``syncd.pid``, ``syncd.json``
-(its state, rewritten atomically) and ``syncd.log``."""
+"""The sync daemon's files in the state directory: ``syncd.lock`` (held by the live
+daemon), ``syncd.pid``, ``syncd.json`` (its state, rewritten atomically) and
+``syncd.log``."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,13 @@ from typing import Any
 import orjson
 
 from mangahub.cli.paths import private_dir, state_dir
+
+_held: int | None = None
+"""The lock file's descriptor while this process is the daemon."""
+
+
+def lock_file() -> Path:
+    return state_dir() / "syncd.lock"
 
 
 def pid_file() -> Path:
@@ -26,26 +35,43 @@ def log_file() -> Path:
 
 
 def running_pid() -> int | None:
-    """The daemon's pid when one is alive, else None (a stale pid file is removed)."""
+    """The daemon's pid while one holds ``syncd.lock``, else None. The lock, not the
+    pid, says who is alive: the kernel drops it with its process, so a pid file left
+    by a crash (its pid perhaps reused by another program) never passes for a daemon."""
+    if not _lock_held():
+        return None
     try:
-        pid = int(pid_file().read_text().strip())
+        return int(pid_file().read_text().strip())
     except (FileNotFoundError, ValueError):
-        return None
+        return None  # a daemon that has not written its pid yet
+
+
+def _lock_held() -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pid_file().unlink(missing_ok=True)
-        return None
-    except PermissionError:
-        pass  # alive, owned by someone else
-    return pid
+        fd = os.open(lock_file(), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def claim_pid() -> bool:
-    """Write our pid unless another live daemon holds the file."""
+    """Take the daemon's lock and write our pid; False when another daemon holds it.
+    The lock is atomic, so two daemons started at once cannot both win."""
+    global _held
     private_dir(state_dir())
-    if running_pid() not in (None, os.getpid()):
+    fd = os.open(lock_file(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         return False
+    _held = fd
     tmp = pid_file().with_suffix(".tmp")
     tmp.write_text(f"{os.getpid()}\n")
     os.replace(tmp, pid_file())
@@ -53,9 +79,14 @@ def claim_pid() -> bool:
 
 
 def release_pid() -> None:
+    global _held
+    if _held is None:
+        return
     with contextlib.suppress(FileNotFoundError, ValueError):
         if int(pid_file().read_text().strip()) == os.getpid():
             pid_file().unlink()
+    os.close(_held)
+    _held = None
 
 
 def read_state() -> dict[str, Any]:

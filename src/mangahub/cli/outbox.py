@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from mangahub.cli.output import EXIT_UNAVAILABLE, CliError
+from mangahub.cli.output import EXIT_ERROR, EXIT_UNAVAILABLE, CliError
 from mangahub.cli.paths import private_dir, state_dir
 
 MAX_PENDING: Final = 10_000
@@ -53,28 +53,39 @@ class Outbox:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or private_dir(state_dir()) / "outbox.db"
         self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # fsync on every commit
-        self._db.execute(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # fsync on every commit
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CliError(
+                f"the update queue {self.path} is unreadable ({exc}); "
+                "move it aside to start an empty one",
+                EXIT_ERROR,
+            ) from None
 
     def close(self) -> None:
         self._db.close()
 
     def put(self, server: str, manga_id: int, chapter: float, status: str) -> QueuedUpdate:
         message_id = f"q-{uuid.uuid4().hex}"
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            if self.count(server) >= MAX_PENDING:
-                raise CliError(
-                    f"{MAX_PENDING} updates are already queued for {server}; "
-                    "run `mangahub sync connect` to send them",
-                    EXIT_UNAVAILABLE,
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if self.count(server) >= MAX_PENDING:
+                    raise CliError(
+                        f"{MAX_PENDING} updates are already queued for {server}; "
+                        "run `mangahub sync connect` to send them",
+                        EXIT_UNAVAILABLE,
+                    )
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (server, message_id, manga_id, chapter, status, queued_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (server, message_id, manga_id, chapter, status, time.time()),
                 )
-            cursor = self._db.execute(
-                "INSERT INTO outbox (server, message_id, manga_id, chapter, status, queued_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (server, message_id, manga_id, chapter, status, time.time()),
-            )
+        except sqlite3.Error as exc:  # disk full, read-only, locked for too long
+            raise CliError(f"cannot queue the update in {self.path}: {exc}", EXIT_ERROR) from None
         seq = cursor.lastrowid or 0
         return QueuedUpdate(seq, message_id, manga_id, chapter, status, time.time())
 

@@ -9,6 +9,7 @@ connected (``mangahub sync connect``).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -21,6 +22,8 @@ from mangahub.cli.api import Unreachable
 from mangahub.cli.common import JsonOpt, ServerOpt, api
 from mangahub.cli.outbox import Outbox, QueuedUpdate
 from mangahub.cli.output import (
+    EXIT_BAD_INPUT,
+    CliError,
     console,
     fields,
     handle_errors,
@@ -32,11 +35,14 @@ from mangahub.domain.enums import ReadingStatus
 
 app = typer.Typer(help="Your reading progress.", no_args_is_help=True)
 
+MAX_MANGA_ID = 2**31 - 1
+"""Ids are 32-bit on the server; a larger one could not even be queued on disk."""
+
 
 @app.command()
 @handle_errors
 def update(
-    manga_id: Annotated[int, typer.Argument(help="Manga id.", min=1)],
+    manga_id: Annotated[int, typer.Argument(help="Manga id.", min=1, max=MAX_MANGA_ID)],
     chapter: Annotated[float, typer.Argument(help="Chapter reached (5.5 is fine).", min=0)],
     status: Annotated[
         ReadingStatus, typer.Option("--status", case_sensitive=False, help="Reading status.")
@@ -53,11 +59,19 @@ def update(
       mangahub progress update 42 12.5
       mangahub progress update 42 120 --status completed
     """
+    if not math.isfinite(chapter):
+        raise CliError(f"chapter must be a finite number, not {chapter}", EXIT_BAD_INPUT)
     with api(server) as client:
         client.credentials()  # must be logged in, online or not
         state = daemon_files.read_state()
         if daemon_files.running_pid() is not None and state.get("server") == client.server:
             _through_daemon(client.server, manga_id, chapter, status.value, wait, json)
+            return
+        waiting = _pending(client.server)
+        if waiting:
+            # Sent now, it would be overwritten once the older ones go out.
+            queued = _queue(client.server, manga_id, chapter, status.value)
+            _report_queued(queued, client.server, f"{waiting} older update(s) go first", json)
             return
         try:
             progress = client.call(
@@ -78,6 +92,14 @@ def _queue(server: str, manga_id: int, chapter: float, status: str) -> tuple[Que
     try:
         item = outbox.put(server, manga_id, chapter, status)
         return item, outbox.count(server)
+    finally:
+        outbox.close()
+
+
+def _pending(server: str) -> int:
+    outbox = Outbox()
+    try:
+        return outbox.count(server)
     finally:
         outbox.close()
 

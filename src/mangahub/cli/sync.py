@@ -21,6 +21,7 @@ from mangahub.cli.output import (
     EXIT_ERROR,
     CliError,
     console,
+    escape,
     fields,
     handle_errors,
     info,
@@ -140,6 +141,8 @@ def status(json: JsonOpt = False) -> None:
         return
     if pid is None:
         console.print("sync daemon: [yellow]not running[/yellow] (start it with `sync connect`)")
+        if state.get("status") == "error":  # why it stopped, e.g. the session expired
+            console.print(f"it stopped on an error: {escape(str(report['error']))}")
         if report["pending"]:
             console.print(f"{report['pending']} progress update(s) queued")
         return

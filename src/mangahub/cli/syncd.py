@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Once the pid file exists, `progress update` may send SIGUSR1 ("queue has news");
+    # until run() listens for it, its default action would kill the daemon.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if not daemon_files.claim_pid():
         log.error("another sync daemon is running (pid %s)", daemon_files.running_pid())
         return 1
@@ -287,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("sync daemon %d for %s via %s:%d", os.getpid(), args.server, *tcp)
         asyncio.run(daemon.run())
         return 2 if daemon.state["status"] == "error" else 0
+    except CliError as exc:  # a bad --tcp, an unreadable queue: one line in the log
+        log.error("%s", exc.message)
+        return 2
     finally:
         daemon_files.release_pid()
 
