@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import copy
 import logging
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -120,8 +121,9 @@ def _media_titles(media: dict[str, Any]) -> list[str]:
 
 
 def _chapter_key(chapter: dict[str, Any]) -> tuple[int, float]:
-    number = chapter["attributes"].get("chapter")
-    return (0, 0.0) if number in (None, "") else (1, float(number))
+    # MangaDex's chapter labels may end in a letter ("10a"): order by the number.
+    found = re.match(r"\d+(?:\.\d+)?", chapter["attributes"].get("chapter") or "")
+    return (1, float(found.group())) if found else (0, 0.0)
 
 
 class FakeSources:

@@ -245,3 +245,14 @@ async def test_sources_off_by_configuration(backend: Backend) -> None:
 
 def test_fast_retry_is_used() -> None:
     assert FAST_RETRY.base_delay < 0.1
+
+
+async def test_a_query_with_control_characters_is_a_validation_error(
+    federated: FederatedSearch, fake: FakeSources
+) -> None:
+    # A NUL cannot be stored or compared in PostgreSQL text: refused up front, for
+    # every source alike, instead of failing deep in the local search.
+    for query in ("naga\x00toro", "naga\ntoro\x1b"):
+        with pytest.raises(ValidationFailed, match="control characters"):
+            await federated.search(query, limit=3)
+    assert fake.requests_to("mangadex") == []

@@ -251,3 +251,12 @@ def test_a_broken_media_is_a_parse_error() -> None:
         parse_media({"title": {"romaji": "x"}})
     with pytest.raises(SourceParseError):
         parse_media({"id": 1, "title": {"romaji": None, "english": None}})
+
+
+def test_lettered_and_unusual_chapter_labels_do_not_fail_the_feed() -> None:
+    # MangaDex's own pattern for "chapter" allows a letter suffix ("10a"); such a part
+    # counts as its chapter, and a label with no number at all is an unnumbered extra.
+    entity = copy.deepcopy(load("mangadex/manga_feed_mob_psycho_limit100.json")["data"][0])
+    for label, number in (("10a", 10.0), ("7.5b", 7.5), ("Extra", None), ("nan", None)):
+        entity["attributes"]["chapter"] = label
+        assert parse_chapter(entity).number == number

@@ -346,3 +346,61 @@ async def test_an_interrupted_chapter_check_resumes_with_the_series_not_yet_chec
     assert resumed.counts["series_checked"] == 132 - checked
     assert len(fake.requests_to("mangadex")) == 132 - checked
     assert (await state_row(env, "mangadex_chapters")).cursor is None
+
+
+async def test_a_lettered_chapter_is_stored_and_the_rest_of_the_feed_too(
+    env: SyncEnv, fake: FakeSources, make_runner: MakeRunner
+) -> None:
+    await make_runner().run("mangadex_import")
+    target = fake.manga_ids[0]
+    fake.add_chapters(target, chapter_entities(target, ["1", "2a", "3"]))
+    done = await make_runner().run("mangadex_chapters")
+    assert done.counts["series_checked"] == 132
+    async with env.runtime.db.session() as s:
+        numbers = (
+            await s.scalars(
+                select(ChapterRow.number)
+                .join(Manga, Manga.id == ChapterRow.manga_id)
+                .where(Manga.mangadex_id == target)
+                .order_by(ChapterRow.number)
+            )
+        ).all()
+    assert [float(n) for n in numbers] == [1.0, 2.0, 3.0]
+
+
+async def test_a_feed_longer_than_mangadex_result_window_does_not_fail_the_check(
+    env: SyncEnv, fake: FakeSources, make_runner: MakeRunner
+) -> None:
+    await make_runner().run("mangadex_import")
+    target = fake.manga_ids[0]
+    # MangaDex answers 400 for any feed page reaching past 10,000 entries.
+    fake.add_chapters(target, chapter_entities(target, [str(n) for n in range(1, 10_102)]))
+    done = await make_runner().run("mangadex_chapters")
+    assert done.counts["series_checked"] == 132
+    assert done.counts["chapters_stored"] == 10_000
+    feed = [r for r in fake.requests_to("mangadex") if r.path.endswith(f"{target}/feed")]
+    assert all(int(r.param("offset") or 0) + int(r.param("limit") or 0) <= 10_000 for r in feed)
+
+
+async def test_the_poll_does_not_announce_a_stored_series_it_only_links(
+    env: SyncEnv, fake: FakeSources, make_runner: MakeRunner
+) -> None:
+    reader = await register(env.runtime)
+    # Already in the catalog by its AniList id (MangaDex's links.al), without a MangaDex id.
+    await env.runtime.catalog.import_series(
+        [SeriesRecord(title="Nagatoro", status=MangaStatus.ONGOING, anilist_id=100664)]
+    )
+    runner = make_runner()
+    await runner.store.acquire("mangadex_poll", "setup")
+    await runner.store.finish(
+        "mangadex_poll", "setup", cursor="2000-01-01T00:00:00+00:00", metadata={}
+    )
+
+    outcome = await runner.run("mangadex_poll")
+    assert await count(env, Manga) == 132
+    async with env.runtime.db.session() as s:
+        linked = await s.scalar(select(Manga.mangadex_id).where(Manga.anilist_id == 100664))
+    assert linked == NAGATORO
+    assert outcome.counts["series_new"] == 131
+    _, total = await env.runtime.notifications.list(reader, False, 1, 1)
+    assert total == 131

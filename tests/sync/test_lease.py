@@ -149,3 +149,28 @@ async def test_an_import_killed_after_its_first_page_resumes_without_duplicates(
 async def _row_or_none(env: SyncEnv) -> SyncState | None:
     async with env.runtime.db.session() as s:
         return await s.get(SyncState, "mangadex_import")
+
+
+async def test_a_holder_taken_over_mid_run_reports_the_lost_lease_not_a_failure(
+    env: SyncEnv, fake: FakeSources, make_runner: MakeRunner
+) -> None:
+    fake.delay("mangadex", 0.4)
+    holder = SyncRunner(SyncStore(env.runtime.db, lease_seconds=60), make_runner().ctx, "holder")
+    running = asyncio.create_task(holder.run("mangadex_import"))
+    async with asyncio.timeout(10):
+        while (row := await _row_or_none(env)) is None or row.cursor is None:
+            await asyncio.sleep(0.02)
+    # The holder stalls past its expiry (simulated) and another runner takes over.
+    async with env.runtime.db.session() as s:
+        await s.execute(
+            update(SyncState)
+            .where(SyncState.sync_type == "mangadex_import")
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    await SyncStore(env.runtime.db, lease_seconds=60).acquire("mangadex_import", "thief")
+    # Its next checkpoint finds the lease gone: that is "running elsewhere" (the CLI's
+    # exit 5), not a failure of the job, and nothing of the old run is recorded.
+    with pytest.raises(LeaseLost):
+        await running
+    taken = await state(env)
+    assert taken.lease_owner == "thief" and taken.status == "running" and taken.error is None

@@ -176,3 +176,17 @@ async def test_the_walk_restarts_from_the_newest_created_at_at_the_window_edge(
     assert edge.offset == 0
     assert edge.since == source.created[RESULT_WINDOW - 1].isoformat()
     assert max(offset for offset, _ in source.calls) + PAGE_SIZE <= RESULT_WINDOW
+
+
+async def test_a_walk_resumed_from_its_last_position_near_the_window_edge_ends() -> None:
+    # A crash after the last page's checkpoint (before the run is recorded done) leaves
+    # the position after that page; resuming from it must not ask past the window.
+    source = ListSource(RESULT_WINDOW - 50)
+    cursors: list[_Walk] = []
+
+    async def on_page(page: SourcePage[SourceManga], after: _Walk) -> None:
+        cursors.append(after)
+
+    await _walk_pages(source, _Walk(), on_page)
+    await _walk_pages(source, cursors[-1], on_page)
+    assert max(offset for offset, _ in source.calls) + PAGE_SIZE <= RESULT_WINDOW

@@ -144,6 +144,9 @@ class FederatedSearch:
             raise ValidationFailed("offset must not be negative")
         if len(query) > MAX_QUERY_LENGTH:
             raise ValidationFailed(f"query must be at most {MAX_QUERY_LENGTH} characters")
+        # A NUL cannot even reach PostgreSQL text; no title holds control characters.
+        if any(unicodedata.category(ch) == "Cc" for ch in query):
+            raise ValidationFailed("query must not contain control characters")
         asked = self._asked(sources)
         blank = not query.strip()
         external = [name for name in asked if name != LOCAL]
@@ -324,8 +327,11 @@ class _Seen:
         self.anilist_ids |= other.anilist_ids
         self.sources |= other.sources
 
+    def shares_id(self, other: _Seen) -> bool:
+        return bool(self.mangadex_ids & other.mangadex_ids or self.anilist_ids & other.anilist_ids)
+
     def matches(self, other: _Seen) -> bool:
-        if self.mangadex_ids & other.mangadex_ids or self.anilist_ids & other.anilist_ids:
+        if self.shares_id(other):
             return True
         # Both know an id of the same source and the ids differ: different series.
         if (self.mangadex_ids and other.mangadex_ids) or (self.anilist_ids and other.anilist_ids):
@@ -355,7 +361,10 @@ def _merge(
             new.absorb(hit)
             if twin is not None:
                 new.absorb(twin)
-            first = next((seen for seen in merged if seen.matches(new)), None)
+            # An id match anywhere beats a title match that happens to come earlier.
+            first = next((seen for seen in merged if seen.shares_id(new)), None) or next(
+                (seen for seen in merged if seen.matches(new)), None
+            )
             if first is None:
                 merged.append(new)
                 continue

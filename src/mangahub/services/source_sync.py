@@ -159,6 +159,11 @@ class SourceSyncService:
             )
             return {m: i for m, i in rows.all() if m is not None}
 
+    async def last_series_id(self) -> int:
+        """The highest series id stored (0 for an empty catalog)."""
+        async with self._db.session() as s:
+            return int(await s.scalar(select(func.max(Manga.id))) or 0)
+
     async def mark_synced(self, mangadex_ids: Sequence[str]) -> None:
         """Record that these series were just read from MangaDex."""
         if not mangadex_ids:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"MangaHub/{__version__} (self-hosted manga tracker)"
 _RETRY_AFTER_HEADERS = ("Retry-After", "X-RateLimit-Retry-After")
 _UNIX_TIME_FLOOR = 1e9  # 2001-09-09: numbers from here on are Unix times, not seconds
+# The largest answer read (decoded). A MangaDex page of 100 series with includes is
+# well under 1 MiB; anything near this is not an answer worth holding in memory.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 Params = Sequence[tuple[str, str | int]]
 
@@ -131,6 +134,7 @@ class SourceHttp:
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.health = SourceHealth()
+        self._timeout = timeout
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout),
@@ -157,20 +161,20 @@ class SourceHttp:
             await self.limiter.acquire()
             wait: float | None = None
             try:
-                response = await self._client.request(
-                    method, path, params=None if params is None else list(params), json=json
-                )
+                response, content = await self._fetch(method, path, params, json)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
                     self.health.unreachable()
+            except TimeoutError:
+                problem = f"TimeoutError: no complete answer within {self._timeout:g}s"
             else:
                 self.health.reached()
                 status = response.status_code
                 if 200 <= status < 300:
-                    return self._decode(response)
+                    return self._decode(content)
                 if status != 429 and status < 500:
-                    raise SourceRejected(self.source, status, _error_text(response))
+                    raise SourceRejected(self.source, status, _error_text(response, content))
                 problem = f"HTTP {status}"
                 requested = retry_after_seconds(response.headers)
                 if requested is not None:
@@ -195,18 +199,43 @@ class SourceHttp:
             self.source, f"{problem} after {self.retry.max_attempts} attempt(s)"
         )
 
-    def _decode(self, response: httpx.Response) -> Any:
+    async def _fetch(
+        self, method: str, path: str, params: Params | None, json: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """One attempt: the response and its body, read within the timeout as a whole
+        (httpx's own timeout is per read, so a trickling source would never hit it)
+        and up to :data:`MAX_RESPONSE_BYTES`."""
+        async with asyncio.timeout(self._timeout):
+            request = self._client.build_request(
+                method, path, params=None if params is None else list(params), json=json
+            )
+            response = await self._client.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise SourceParseError(
+                            self.source, f"response larger than {MAX_RESPONSE_BYTES} bytes"
+                        )
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        return response, b"".join(chunks)
+
+    def _decode(self, content: bytes) -> Any:
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise SourceParseError(self.source, f"response is not JSON: {exc}") from exc
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: httpx.Response, content: bytes) -> str:
     """A short reason from a source's error body (MangaDex ``errors[].detail``,
     GraphQL ``errors[].message``), else the status phrase."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("errors"), list):

@@ -7,6 +7,7 @@ groups, as its acceptable-use policy asks (see docs/sources.md).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -41,6 +42,8 @@ _STATUS = {
 }
 _ADULT_RATINGS = frozenset({"erotica", "pornographic"})
 _MANGA_INCLUDES = (("includes[]", "author"), ("includes[]", "artist"), ("includes[]", "cover_art"))
+# MangaDex allows a letter after the number ("10a", a part of chapter 10).
+_CHAPTER_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
 
 
 # --- parsers ------------------------------------------------------------------------
@@ -115,11 +118,10 @@ def parse_chapter(entity: Mapping[str, Any]) -> SourceChapter:
             ),
             None,
         )
-        number = attrs.get("chapter")
         return SourceChapter(
             source_id=str(entity["id"]),
             manga_source_id=manga_id,
-            number=float(number) if number not in (None, "") else None,
+            number=chapter_number(attrs.get("chapter")),
             title=attrs.get("title") or None,
             volume=attrs.get("volume") or None,
             language=str(attrs.get("translatedLanguage") or ""),
@@ -128,6 +130,13 @@ def parse_chapter(entity: Mapping[str, Any]) -> SourceChapter:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SourceParseError(NAME, f"unexpected chapter entity: {exc!r}") from exc
+
+
+def chapter_number(label: Any) -> float | None:
+    """``"10.5"`` → 10.5, ``"10a"`` → 10.0; None for a oneshot or a label without a
+    number (one odd label must not fail the whole feed)."""
+    found = _CHAPTER_NUMBER.match(str(label)) if label is not None else None
+    return float(found.group(1)) if found else None
 
 
 def localized(values: Mapping[str, str], prefer: Sequence[str]) -> str | None:

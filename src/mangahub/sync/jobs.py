@@ -184,7 +184,9 @@ async def _walk_window(
             if newest is None or newest == since:
                 raise SourceRejected("mangadex", 400, "result window exhausted at one createdAt")
             return _Walk(since=newest.isoformat(), offset=0)
-        return _Walk(since=walk.since, offset=first.total)
+        # Done: the last page, so a resume from here re-reads one page and stays
+        # inside the window (the total may end within a page of its edge).
+        return _Walk(since=walk.since, offset=window_end - PAGE_SIZE)
 
     async def handle(offset: int, page: SourcePage[SourceManga]) -> None:
         nonlocal newest
@@ -265,12 +267,14 @@ async def mangadex_poll(ctx: JobContext, state: JobState, checkpoint: Checkpoint
     async def on_page(page: SourcePage[SourceManga], after: _Walk) -> None:
         nonlocal newest
         ids = [m.source_id for m in page.items]
-        known = await ctx.chapters.ids_by_mangadex(ids)
+        # New rows get ids above every existing one; a stored series the import only
+        # linked (matched by AniList id) keeps its id and is not announced.
+        last_id = await ctx.chapters.last_series_id()
         await ctx.catalog.import_series(m.record for m in page.items)
         await ctx.chapters.mark_synced(ids)
-        stored = await ctx.chapters.ids_by_mangadex([i for i in ids if i not in known])
+        stored = await ctx.chapters.ids_by_mangadex(ids)
         for item in page.items:
-            if item.source_id in stored:
+            if stored.get(item.source_id, 0) > last_id:
                 counts["series_new"] += 1
                 counts["notified"] += await ctx.notifications.notify_new_manga(
                     stored[item.source_id], item.record.title
@@ -304,11 +308,20 @@ async def mangadex_chapters(ctx: JobContext, state: JobState, checkpoint: Checkp
         offset: int | None = 0
         try:
             while offset is not None:
+                # MangaDex refuses any page reaching past its result window (a 400).
+                limit = min(FEED_PAGE_SIZE, RESULT_WINDOW - offset)
                 page = await client.chapter_feed(
-                    series.mangadex_id, offset=offset, limit=FEED_PAGE_SIZE, languages=("en",)
+                    series.mangadex_id, offset=offset, limit=limit, languages=("en",)
                 )
                 chapters.extend(page.items)
                 offset = page.next_offset
+                if offset is not None and offset >= RESULT_WINDOW:
+                    log.warning(
+                        "mangadex_chapters: %s has more than %d chapters; the rest are not read",
+                        series.title,
+                        RESULT_WINDOW,
+                    )
+                    offset = None
         except SourceRejected as exc:
             if exc.status != 404:
                 raise

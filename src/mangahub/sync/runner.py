@@ -77,6 +77,8 @@ class SyncRunner:
                 raise LeaseLost(f"{job}: the lease was taken over by another runner") from None
             await asyncio.shield(self.store.release(job, self.owner))
             raise
+        except LeaseLost:
+            raise  # a write found the job taken over: it runs elsewhere, nothing to record
         except Exception as exc:
             error = describe(exc)
             log.debug("sync %s failed: %s", job, error)  # the caller reports it
