@@ -25,6 +25,7 @@ from mangahub.sources.models import (
     SourcePage,
     SourceParseError,
     SourceRejected,
+    parse_each,
 )
 from mangahub.sources.titles import normalize_title
 
@@ -169,8 +170,10 @@ class AniListClient(SourceClient):
         if skip and len(items) == per_page:
             more, total = await self._page(first + 1, per_page, variables)
             items = items + more
-        page_items = tuple(parse_media(m) for m in items[skip : skip + per_page])
-        return SourcePage(items=page_items, offset=offset, limit=per_page, total=total)
+        page_items, skipped = parse_each(NAME, items[skip : skip + per_page], parse_media)
+        return SourcePage(
+            items=page_items, offset=offset, limit=per_page, total=total, skipped=skipped
+        )
 
     async def media(self, ids: Sequence[int]) -> list[SourceManga]:
         """The MANGA entries with these ids (unknown ids are left out), 50 per request."""
@@ -180,7 +183,7 @@ class AniListClient(SourceClient):
             chunk = wanted[start : start + MAX_PER_PAGE]
             variables = {"ids": chunk, "sort": ["ID"]}
             items, _ = await self._page(1, MAX_PER_PAGE, variables)
-            found.extend(parse_media(m) for m in items)
+            found.extend(parse_each(NAME, items, parse_media)[0])
         return found
 
     async def find(self, title: str) -> SourceManga | None:
@@ -211,7 +214,10 @@ class AniListClient(SourceClient):
                 status = error.get("status") if isinstance(error.get("status"), int) else 400
                 raise SourceRejected(NAME, status, str(error.get("message") or "GraphQL error"))
             data = body["data"]["Page"]
-            items = [m for m in data["media"] if m.get("type", "MANGA") == "MANGA"]
+            # The schema allows null entries; those are skipped like unparseable ones.
+            items = [
+                m for m in data["media"] if not isinstance(m, Mapping) or m.get("type") != "ANIME"
+            ]
             info = data.get("pageInfo") or {}
             seen = (page - 1) * per_page + len(data["media"])
             total = info.get("total")

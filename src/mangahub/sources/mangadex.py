@@ -25,6 +25,7 @@ from mangahub.sources.models import (
     SourcePage,
     SourceParseError,
     SourceRejected,
+    parse_each,
 )
 
 T = TypeVar("T")
@@ -189,12 +190,13 @@ def _datetime(value: Any) -> datetime | None:
 
 def _page_of(body: Any, parse: Callable[[Mapping[str, Any]], T]) -> SourcePage[T]:
     try:
-        items = tuple(parse(entity) for entity in body["data"])
+        items, skipped = parse_each(NAME, body["data"], parse)
         return SourcePage(
             items=items,
             offset=int(body.get("offset", 0)),
-            limit=int(body.get("limit", len(items))),
-            total=int(body.get("total", len(items))),
+            limit=int(body.get("limit", len(items) + skipped)),
+            total=int(body.get("total", len(items) + skipped)),
+            skipped=skipped,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SourceParseError(NAME, f"unexpected collection: {exc!r}") from exc

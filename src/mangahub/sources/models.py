@@ -6,13 +6,17 @@ and federated search never look at a source's wire format.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from mangahub.catalog.records import SeriesRecord
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +54,13 @@ class SourcePage(Generic[T]):
     offset: int
     limit: int
     total: int
+    skipped: int = 0  # entries of this page the parser could not read (logged)
 
     @property
     def next_offset(self) -> int | None:
-        end = self.offset + len(self.items)
-        return end if self.items and end < self.total else None
+        read = len(self.items) + self.skipped
+        end = self.offset + read
+        return end if read and end < self.total else None
 
 
 class SourceError(Exception):
@@ -90,3 +96,23 @@ class SearchSource(Protocol):
     async def search(
         self, query: str, *, limit: int, offset: int = 0
     ) -> SourcePage[SourceManga]: ...
+
+
+def parse_each(
+    source: str, entities: Iterable[Any], parse: Callable[[Mapping[str, Any]], T]
+) -> tuple[tuple[T, ...], int]:
+    """Parse every entity of a page, skipping (and logging) the ones that do not parse:
+    one odd entry must not stop a job at the same page on every run.
+    Returns the parsed items and how many were skipped."""
+    items: list[T] = []
+    skipped = 0
+    for entity in entities:
+        try:
+            if not isinstance(entity, Mapping):
+                raise SourceParseError(source, f"entry is {type(entity).__name__}, not an object")
+            items.append(parse(entity))
+        except SourceParseError as exc:
+            skipped += 1
+            ident = entity.get("id") if isinstance(entity, Mapping) else None
+            log.warning("%s: skipped an entry that does not parse (id %s): %s", source, ident, exc)
+    return tuple(items), skipped
