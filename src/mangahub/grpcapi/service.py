@@ -15,7 +15,6 @@ from google.protobuf.message import DecodeError, Message
 from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import BadRequest, MangaHubError, ValidationFailed
-from mangahub.domain.schemas import MAX_PAGE_SIZE
 from mangahub.grpcapi.auth import authenticate
 from mangahub.grpcapi.convert import manga_message, progress_message, search_message
 from mangahub.grpcapi.errors import details_text, status_code, trailing_metadata
@@ -28,11 +27,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=Message)
 
 DEFAULT_LIMIT = 20
-MAX_QUERY = 200  # as HTTP's ``q``
-MAX_SOURCES = 10
-MAX_SOURCE_NAME = 50
 GRPC_DEVICE = "grpc"
-_CONTROL_CHARS = frozenset(chr(c) for c in (*range(32), 0x7F))
 
 
 class Undecodable:
@@ -66,21 +61,9 @@ def _problem(field: str, message: str) -> ValidationFailed:
 
 
 def _search_args(request: manga_pb2.SearchMangaRequest) -> tuple[str, int, int, list[str]]:
-    """``(query, limit, offset, sources)`` of a search, or ValidationFailed."""
-    query = request.query
-    if len(query) > MAX_QUERY:
-        raise _problem("query", f"at most {MAX_QUERY} characters")
-    if any(ch in _CONTROL_CHARS for ch in query):
-        raise _problem("query", "must not contain control characters")
-    limit = request.limit or DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise _problem("limit", f"must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_LIMIT})")
-    if request.offset < 0:
-        raise _problem("offset", "must not be negative")
-    sources = list(request.sources)
-    if len(sources) > MAX_SOURCES or any(len(s) > MAX_SOURCE_NAME for s in sources):
-        raise _problem("sources", f"at most {MAX_SOURCES} names of {MAX_SOURCE_NAME} characters")
-    return query, limit, request.offset, sources
+    """``(query, limit, offset, sources)`` of a search; an unset limit is the default.
+    The federated search service checks them (as it does for HTTP)."""
+    return request.query, request.limit or DEFAULT_LIMIT, request.offset, list(request.sources)
 
 
 def _reading_status(value: str) -> ReadingStatus:

@@ -41,6 +41,7 @@ LOCAL = "local"
 CACHE_TTL = 15 * 60.0
 COOLDOWN = 60.0
 MAX_QUERY_LENGTH = 200
+MAX_SOURCES_ASKED = 10  # a bound on a repeated parameter, far above the real sources
 CACHE_WRITE_GRACE = 0.25  # seconds a cache write may take past the search's deadline
 T = TypeVar("T")
 
@@ -187,6 +188,8 @@ class FederatedSearch:
     def _asked(self, sources: Sequence[str]) -> list[str]:
         if not sources:
             return [LOCAL, *self._sources]
+        if len(sources) > MAX_SOURCES_ASKED:
+            raise ValidationFailed(f"at most {MAX_SOURCES_ASKED} source names")
         names = [s.strip().lower() for s in sources]
         unknown = sorted(set(names) - set(self.source_names))
         if unknown:
