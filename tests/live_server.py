@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,3 +118,10 @@ def live_server(
         pumper.join(5)  # it reads to the end of the output, then the pipe can be closed
         if process.stdout is not None and not pumper.is_alive():
             process.stdout.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (also: a port that refuses connections)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

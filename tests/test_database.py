@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from sqlalchemy import text
 
 from mangahub.domain.errors import Unavailable
 from mangahub.storage.database import Database
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.live_server import free_port
 
 
 async def test_unreachable_database_is_unavailable() -> None:
-    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nowhere")
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere")
     try:
         with pytest.raises(Unavailable) as caught:
             async with db.session() as s:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import httpx
 import redis.asyncio as aioredis
@@ -12,6 +11,7 @@ from mangahub.app import Runtime
 from mangahub.cache import RedisCache
 from mangahub.http.app import create_app
 from mangahub.storage.database import Database
+from tests.live_server import free_port
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -26,12 +26,6 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient, runtime
     assert r.json() == {"status": "ok", "checks": expected}
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _readyz(runtime: Runtime) -> httpx.Response:
     transport = httpx.ASGITransport(app=create_app(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -39,7 +33,7 @@ async def _readyz(runtime: Runtime) -> httpx.Response:
 
 
 async def test_readyz_is_unavailable_without_the_database(runtime: Runtime) -> None:
-    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nowhere")
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere")
     try:
         r = await _readyz(dataclasses.replace(runtime, db=db))
     finally:
@@ -51,7 +45,7 @@ async def test_readyz_is_unavailable_without_the_database(runtime: Runtime) -> N
 
 async def test_readyz_is_degraded_but_ready_without_redis(runtime: Runtime) -> None:
     # Nothing listens on the port: the process serves on without Redis, so it stays ready.
-    gone = aioredis.Redis(port=_closed_port(), socket_connect_timeout=1)
+    gone = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
     try:
         r = await _readyz(
             dataclasses.replace(runtime, redis=gone, cache=RedisCache(gone, "readyz-test"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,9 @@ import pytest
 from mangahub.app import Runtime
 from tests.cli.conftest import PASSWORD, Cli, cli_factory, serve_env, wait_for
 from tests.conftest import Backend
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, free_port, live_server
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -13,8 +13,7 @@ import pytest
 
 from tests.conftest import Backend
 from tests.deploy.conftest import wait_for_listeners
-from tests.faults.infra import free_port
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, free_port, live_server
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,7 @@ from mangahub.http.middleware import RequestIdMiddleware
 from mangahub.logs import JsonFormatter, accept_request_id, request_id
 from tests.conftest import Backend, MakeUser
 from tests.deploy.conftest import wait_for_listeners
-from tests.faults.infra import free_port
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, free_port, live_server
 from tests.tcp.conftest import Line
 from tests.udp.conftest import UdpClient
 from tests.ws.conftest import open_client

@@ -19,7 +19,7 @@ from tests.faults.conftest import (
     serving,
     stored_progress,
 )
-from tests.faults.infra import free_port
+from tests.live_server import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -155,13 +155,6 @@ async def serve_process(env: dict[str, str], *args: str) -> AsyncIterator[LiveSe
         await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 async def manga_ids(runtime: Runtime) -> list[int]:
     """Ids of 150 manga taking chapters up to 200 (unknown length or at least 200

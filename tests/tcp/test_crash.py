@@ -10,7 +10,8 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.tcp.client import Backoff, ProgressClient
 from tests.conftest import Backend, MakeUser
-from tests.tcp.conftest import free_port, serve_process
+from tests.live_server import free_port
+from tests.tcp.conftest import serve_process
 
 pytestmark = pytest.mark.slow
 
