@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from mangahub.app import Runtime
 from mangahub.domain.enums import Role
-from mangahub.security.tokens import Principal, TokenCodec
+from mangahub.security.tokens import Principal, TokenCodec, renew_after
 from mangahub.storage.models import User
 from tests.conftest import MakeUser, UserSession
 
@@ -413,4 +413,22 @@ def test_tokens_issued_in_the_same_instant_differ() -> None:
     now = datetime.now(UTC)
     first, second = codec.issue(who, now), codec.issue(who, now)
     assert first != second
-    assert codec.verify(first) == codec.verify(second) == who
+    assert codec.verify(first) == codec.verify(second)
+    assert codec.verify(first).user_id == who.user_id
+
+
+def test_a_verified_principal_knows_when_its_token_expires() -> None:
+    codec = TokenCodec("s" * 32, 600)
+    who = Principal(uuid.uuid4(), "alice", "alice@example.com", Role.USER)
+    issued = datetime.now(UTC).replace(microsecond=0)
+    principal = codec.verify(codec.issue(who, issued))
+    assert principal.expires_at == issued + timedelta(seconds=600)
+    assert principal.seconds_left(issued) == 600
+    assert principal.seconds_left(issued + timedelta(hours=1)) == 0
+    assert who.seconds_left() is None
+
+
+def test_long_lived_sessions_renew_with_a_margin() -> None:
+    assert renew_after(900) == 840  # a minute early for the usual 15-minute token
+    assert renew_after(10) == 8  # a fifth of a short life
+    assert renew_after(0) == 0

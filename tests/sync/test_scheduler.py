@@ -61,7 +61,7 @@ async def test_jobs_run_when_due_and_never_before(
         await asyncio.sleep(0.5)
     finally:
         await again.stop(5)
-    assert again.runs == []
+    assert not again.runs
     assert fake.requests_to("mangadex") == []
 
 
@@ -104,7 +104,7 @@ async def test_disabled_sources_schedule_nothing(env: SyncEnv) -> None:
     assert scheduler.schedule() == {}
     await scheduler.start()
     await scheduler.stop(1)
-    assert scheduler.runs == []
+    assert not scheduler.runs
 
 
 async def test_serve_includes_the_sync_part(env: SyncEnv) -> None:

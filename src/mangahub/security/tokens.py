@@ -27,10 +27,24 @@ class Principal:
     email: str
     role: Role
     scopes: tuple[str, ...] = field(default=DEFAULT_SCOPES)
+    expires_at: datetime | None = None
+    """When the token it came from expires; long-lived sessions end there unless renewed."""
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    def seconds_left(self, now: datetime | None = None) -> float | None:
+        """Lifetime left on the token (never negative); None when it carries no expiry."""
+        if self.expires_at is None:
+            return None
+        return max(0.0, (self.expires_at - (now or datetime.now(UTC))).total_seconds())
+
+
+def renew_after(expires_in: float) -> float:
+    """Seconds a client of a long-lived session waits before renewing it in place: a
+    fifth of the token's life, at most a minute, is left as margin for a slow refresh."""
+    return max(0.0, expires_in - min(60.0, expires_in / 5))
 
 
 class TokenCodec:
@@ -74,6 +88,7 @@ class TokenCodec:
                 email=str(claims["email"]),
                 role=Role(claims["role"]),
                 scopes=tuple(str(s) for s in claims.get("scopes", DEFAULT_SCOPES)),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("access token expired") from exc

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -33,6 +34,8 @@ from mangahub.sync.state import JobState, JobStatus, JobType, LeaseHeld, LeaseLo
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = timedelta(minutes=1)
+# How many finished runs the scheduler remembers (for status and tests).
+RUN_HISTORY = 100
 
 
 def backoff(failures: int, interval: timedelta, base: timedelta = BACKOFF_BASE) -> timedelta:
@@ -84,8 +87,8 @@ class SyncScheduler:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self.runner: SyncRunner | None = None
-        # (job, "done" | "failed", started at): what this scheduler ran, newest last.
-        self.runs: list[tuple[JobType, str, datetime]] = []
+        # (job, "done" | "failed", started at): the latest runs, newest last.
+        self.runs: deque[tuple[JobType, str, datetime]] = deque(maxlen=RUN_HISTORY)
 
     @property
     def address(self) -> tuple[str, int]:
