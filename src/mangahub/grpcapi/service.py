@@ -145,29 +145,34 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
         """Run one call: domain errors become their status code, anything unexpected
         INTERNAL (never UNKNOWN); every call is counted with its code and latency."""
         start = time.perf_counter()
-        code = grpc.StatusCode.OK
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await work()
-        except MangaHubError as exc:
-            code = status_code(exc)
-            await context.abort(code, details_text(exc), trailing_metadata(exc))
-            raise  # abort() raises; this line only satisfies the type checker
-        except TimeoutError:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
-            await context.abort(code, "deadline exceeded")
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            log.exception("grpc %s failed", method)
-            code = grpc.StatusCode.INTERNAL
-            await context.abort(code, "internal error")
-            raise
+            try:
+                result = await work()
+            except MangaHubError as exc:
+                failure = (status_code(exc), details_text(exc), trailing_metadata(exc))
+            except TimeoutError:
+                failure = (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded", ())
+            except asyncio.CancelledError:
+                self._observe(method, grpc.StatusCode.CANCELLED, start)
+                raise
+            except Exception:
+                log.exception("grpc %s failed", method)
+                failure = (grpc.StatusCode.INTERNAL, "internal error", ())
+            else:
+                self._observe(method, grpc.StatusCode.OK, start)
+                return result
+            # Counted before abort() sends the status: a client that has seen a call's
+            # outcome finds it in /metrics.
+            code, details, trailers = failure
+            self._observe(method, code, start)
+            await context.abort(code, details, trailers)
+            raise AssertionError("abort() raises")
         finally:
-            self._metrics.observe(method, code.name, time.perf_counter() - start)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+
+    def _observe(self, method: str, code: grpc.StatusCode, start: float) -> None:
+        self._metrics.observe(method, code.name, time.perf_counter() - start)
