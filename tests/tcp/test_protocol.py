@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mangahub.domain.enums import ReadingStatus
+from mangahub.domain.errors import ErrorCode
 from mangahub.ratelimit import TokenBucket
 from mangahub.tcp.protocol import (
     MAX_LINE,
@@ -20,6 +21,7 @@ from mangahub.tcp.protocol import (
     LineTooLong,
     PingRequest,
     ProgressUpdate,
+    RenewRequest,
     ServerSession,
     SessionState,
     SyncRequest,
@@ -117,17 +119,80 @@ def test_anything_but_a_good_auth_first_is_an_error_and_closes(first: bytes, cod
     assert session.close_expected
 
 
-def test_auth_without_device_and_second_auth_is_a_bad_request() -> None:
+def test_auth_without_device_and_expires_in_when_given() -> None:
     session = ServerSession()
     session.receive_data(line({"type": "auth", "token": "tok"}))
     assert session.next_event() == AuthRequest(token="tok", device=None)
-    session.accept_auth("s", "u")
-    session.data_to_send()
-    session.receive_data(AUTH)
-    assert session.next_event() is None
-    [error] = sent(session)
-    assert error["code"] == "bad_request" and "already authenticated" in error["message"]
+    session.accept_auth("s", "u", 897)
+    assert sent(session) == [
+        {"type": "auth_ok", "session_id": "s", "user_id": "u", "expires_in": 897}
+    ]
+
+
+# --- session lifetime -------------------------------------------------------------------
+
+
+def test_second_auth_is_a_renewal_answered_in_order_with_the_same_session() -> None:
+    session = authed()
+    session.receive_data(
+        line({"type": "ping"}) + line({"type": "auth", "token": "fresh"}) + line({"type": "ping"})
+    )
+    assert session.next_event() == PingRequest()
+    assert session.next_event() == RenewRequest(token="fresh")
+    assert session.state is SessionState.AUTHENTICATED  # requests go on meanwhile
+    session.accept_renewal(840)
+    assert session.next_event() == PingRequest()
+    assert sent(session) == [
+        {"type": "auth_ok", "session_id": "sess-1", "user_id": "user-1", "expires_in": 840}
+    ]
     assert not session.close_expected
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("unauthorized", "renewal refused: invalid access token"), ("forbidden", "other user")],
+)
+def test_a_refused_renewal_is_an_error_and_the_session_stays_open(
+    code: ErrorCode, message: str
+) -> None:
+    session = authed()
+    session.receive_data(line({"type": "auth", "token": "x"}) + line({"type": "ping"}))
+    assert session.next_event() == RenewRequest(token="x")
+    session.reject_renewal(code, message)
+    assert sent(session) == [{"type": "error", "code": code, "message": message}]
+    assert session.next_event() == PingRequest()
+    assert session.state is SessionState.AUTHENTICATED
+
+
+@pytest.mark.parametrize("token", [None, 42, "", "t" * 9000])
+def test_a_renewal_without_a_usable_token_is_unauthorized_and_stays_open(token: Any) -> None:
+    session = authed()
+    session.receive_data(line({"type": "auth", "token": token}) + line({"type": "ping"}))
+    assert session.next_event() == PingRequest()
+    [error] = sent(session)
+    assert error["code"] == "unauthorized" and "token" in error["message"]
+    assert not session.close_expected
+
+
+def test_expire_says_why_and_closes() -> None:
+    session = authed()
+    session.receive_data(line({"type": "ping"}))
+    session.expire()
+    assert sent(session) == [
+        {"type": "error", "code": "unauthorized", "message": "access token expired"}
+    ]
+    assert session.close_expected
+    assert session.next_event() is None  # the queued ping is never handled
+
+
+def test_renewal_decisions_are_only_valid_once_authenticated() -> None:
+    session = ServerSession()
+    with pytest.raises(RuntimeError):
+        session.accept_renewal(10)
+    session.receive_data(AUTH)
+    session.next_event()
+    with pytest.raises(RuntimeError):
+        session.reject_renewal("forbidden", "no")
 
 
 def test_accept_is_only_valid_while_authenticating() -> None:

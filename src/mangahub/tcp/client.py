@@ -14,6 +14,15 @@ never acknowledged (a re-sent update is harmless: the last write wins). Awaiting
 definitive error from the server (``bad_request``, ``not_found`` …), on
 ``unauthorized`` at (re)connect, on :meth:`close` or on its own timeout.
 
+A session lasts as long as the token that opened it (``auth_ok`` says how many
+seconds are left). With a token *source* (a coroutine function) the client renews
+the session in place at :func:`~mangahub.security.tokens.renew_after` those
+seconds, and again after each renewal; the session id stays the same. With a
+plain string it cannot renew: the server ends the session when the token expires
+and the client gives up with ``unauthorized`` (the token is no good for a
+reconnect either). If a renewal fails and the session ends anyway, a client with
+a token source reconnects with a fresh token and resyncs, as after any drop.
+
 Every ``progress`` message, live push or sync catch-up alike, lands in one queue
 (:meth:`next_progress`); apply a message only when its ``version`` is higher than
 the one you hold for that manga, and every device converges.
@@ -36,6 +45,7 @@ from typing import Any, Self, TypeGuard
 import orjson
 
 from mangahub.ratelimit import TokenBucket
+from mangahub.security.tokens import renew_after
 from mangahub.tcp.protocol import (
     MAX_LINE,
     LineBuffer,
@@ -46,6 +56,12 @@ from mangahub.tcp.protocol import (
 log = logging.getLogger(__name__)
 
 TokenSource = str | Callable[[], Awaitable[str]]
+"""A fixed access token, or a coroutine function returning a currently valid one
+(called at every connect and renewal)."""
+
+MIN_RENEW_DELAY = 1.0
+"""Seconds between renewals at least, should a token source hand out tokens that
+are about to expire."""
 
 
 class ProgressSyncError(Exception):
@@ -107,11 +123,19 @@ class ProgressClient:
         self.user_id: str | None = None
         self.connections = 0
         """How many times a session was established (1 + reconnects)."""
+        self.expires_in: int | None = None
+        """Seconds the session had left at its last ``auth_ok`` (None: no expiry)."""
+        self.renewals = 0
+        """How many times a session was renewed in place."""
         self._token = token
         self._ids = itertools.count(1)
         self._progress: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
         self._unacked: dict[MessageId, tuple[bytes, asyncio.Future[dict[str, Any]]]] = {}
-        self._waiters: dict[str, list[asyncio.Future[Any]]] = {"pong": [], "sync_done": []}
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {
+            "pong": [],
+            "sync_done": [],
+            "auth_ok": [],
+        }
         self._sync_rows: list[dict[str, Any]] | None = None
         self._writer: asyncio.StreamWriter | None = None
         # Lines wait here and leave paced a little under the server's 50/s (burst 100),
@@ -246,7 +270,9 @@ class ProgressClient:
             try:
                 await self._serve(reader, writer)
             except ProgressSyncError as exc:
-                if exc.code == "unauthorized":
+                # Mid-session, unauthorized means the token expired before a renewal
+                # could land. Only a token source can supply one fit to reconnect with.
+                if exc.code == "unauthorized" and isinstance(self._token, str):
                     self._give_up(exc)
                     return
                 log.info("progress client: server ended the session (%s)", exc)
@@ -269,10 +295,7 @@ class ProgressClient:
         async with asyncio.timeout(self.connect_timeout):
             reader, writer = await asyncio.open_connection(self.host, self.port)
             try:
-                auth: dict[str, Any] = {"type": "auth", "token": token}
-                if self.device is not None:
-                    auth["device"] = self.device
-                writer.write(encode(auth))
+                writer.write(self._auth_line(token))
                 line = await reader.readuntil(b"\n")
             except BaseException:
                 writer.close()
@@ -286,7 +309,14 @@ class ProgressClient:
             raise ConnectionClosed(f"unexpected reply to auth: {reply!r}")
         self.session_id = str(reply.get("session_id"))
         self.user_id = str(reply.get("user_id"))
+        self.expires_in = _expires_in(reply)
         return reader, writer
+
+    def _auth_line(self, token: str) -> bytes:
+        auth: dict[str, Any] = {"type": "auth", "token": token}
+        if self.device is not None:
+            auth["device"] = self.device
+        return encode(auth)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -305,8 +335,12 @@ class ProgressClient:
         self._ready.set()
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
-        pinger = asyncio.create_task(self._ping_loop())
-        sender = asyncio.create_task(self._send_loop(writer))
+        helpers = [
+            asyncio.create_task(self._ping_loop()),
+            asyncio.create_task(self._send_loop(writer)),
+        ]
+        if self.expires_in is not None and not isinstance(self._token, str):
+            helpers.append(asyncio.create_task(self._renew_loop(self._token, self.expires_in)))
         lines = LineBuffer(max(MAX_LINE, 1 << 20))
         try:
             while True:
@@ -318,14 +352,41 @@ class ProgressClient:
                         self._dispatch(_decode(raw))
         finally:
             self._ready.clear()
-            pinger.cancel()
-            sender.cancel()
-            await asyncio.gather(pinger, sender, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _ping_loop(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
             self._send(encode({"type": "ping"}))
+
+    async def _renew_loop(self, source: Callable[[], Awaitable[str]], expires_in: int) -> None:
+        """Renew the session in place before its token runs out, and again after each
+        renewal. A failed attempt is retried halfway to the deadline; past it, the
+        server ends the session and :meth:`_run` reconnects."""
+        deadline = time.monotonic() + expires_in
+        delay = renew_after(expires_in)
+        while True:
+            await asyncio.sleep(max(MIN_RENEW_DELAY, delay))
+            try:
+                token = await source()
+                async with asyncio.timeout(self.connect_timeout):
+                    reply = await self._request_line(self._auth_line(token), "auth_ok")
+            except Exception as exc:  # refused, token source failed, no answer
+                left = deadline - time.monotonic()
+                log.warning("progress client: renewal failed (%s); %.0f s left", exc, left)
+                if left <= MIN_RENEW_DELAY:
+                    return
+                delay = left / 2
+                continue
+            renewed = _expires_in(reply)
+            self.expires_in = renewed
+            self.renewals += 1
+            if renewed is None:
+                return  # the new token does not expire
+            deadline = time.monotonic() + renewed
+            delay = renew_after(renewed)
 
     async def _send_loop(self, writer: asyncio.StreamWriter) -> None:
         bucket = TokenBucket(self._rate[0], self._rate[1], time.monotonic)
@@ -376,6 +437,13 @@ class ProgressClient:
             if not future.done():
                 future.set_exception(error)
             return
+        if error.code in ("unauthorized", "forbidden") and self._waiters["auth_ok"]:
+            # A refused renewal: the session keeps its token. (Should it be the
+            # expiry crossing the renewal instead, the server closes next.)
+            future = self._waiters["auth_ok"].pop(0)
+            if not future.done():
+                future.set_exception(error)
+            return
         if error.code in ("unauthorized", "unavailable"):
             raise error  # the server closes after these
         # An error without an id answers the oldest sync or ping still waiting.
@@ -393,9 +461,12 @@ class ProgressClient:
             self.last_version = version
 
     async def _request(self, message: dict[str, Any], reply: str) -> dict[str, Any]:
+        return await self._request_line(encode(message), reply)
+
+    async def _request_line(self, line: bytes, reply: str) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[reply].append(future)
-        self._send(encode(message))
+        self._send(line)
         try:
             return await future
         finally:
@@ -462,6 +533,11 @@ def _decode(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("server sent a non-object line")
     return message
+
+
+def _expires_in(reply: dict[str, Any]) -> int | None:
+    value = reply.get("expires_in")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _error(message: dict[str, Any]) -> ProgressSyncError:

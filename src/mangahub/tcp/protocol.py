@@ -5,16 +5,22 @@ module does no I/O and never awaits: :class:`ServerSession` takes bytes in
 (:meth:`~ServerSession.receive_data`), hands out typed client events one at a time
 (:meth:`~ServerSession.next_event`), and queues encoded reply lines
 (:meth:`~ServerSession.data_to_send`). The asyncio server in ``server.py`` is a thin
-wrapper: it owns the socket, the timers (auth 10 s, idle 90 s), the send queue and
-the calls into the services.
+wrapper: it owns the socket, the timers (auth 10 s, idle 90 s, token expiry), the
+send queue and the calls into the services.
 
 Session states::
 
-    AWAITING_AUTH --auth--> AUTHENTICATING --accept_auth--> AUTHENTICATED
-          |                       |
-          | anything else         | reject_auth
-          v                       v
-        CLOSED <------------------+---- oversized line, receive_eof
+    AWAITING_AUTH --auth--> AUTHENTICATING --accept_auth--> AUTHENTICATED <---+
+          |                       |                          |    |           | accept_renewal
+          | anything else         | reject_auth       expire |    | auth      | reject_renewal
+          v                       v                          |    +-----------+ (RenewRequest)
+        CLOSED <------------------+--------------------------+
+                 oversized line, receive_eof
+
+A session lasts as long as the token that opened it: ``auth_ok`` says how many
+seconds are left (``expires_in``), the wrapper calls :meth:`~ServerSession.expire`
+when they run out, and the client renews in place by sending ``auth`` again with a
+fresh token of the same user (answered by ``auth_ok`` with the new ``expires_in``).
 
 Errors use the closed set of codes shared by every door; which ones end the
 session:
@@ -26,6 +32,9 @@ bad or missing token                       unauthorized    closed
 any other message before auth              unauthorized    closed
 unparseable line before auth               bad_request     closed
 line longer than 64 KiB                    bad_request     closed
+the session's token expired (not renewed)  unauthorized    closed
+renewal: bad, expired or missing token     unauthorized    stays open
+renewal: a token of another user           forbidden       stays open
 malformed JSON, unknown type, bad fields   bad_request     stays open
 more than 50 msg/s (burst 100)             rate_limited    stays open
 =========================================  ==============  ===========
@@ -93,6 +102,14 @@ class AuthRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewRequest:
+    """``{"type":"auth","token":…}`` again on an authenticated session: extend it to the
+    new token's expiry. ``device`` is fixed at the first auth and ignored here."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProgressUpdate:
     """``{"type":"progress_update","id":…,"data":{manga_id, chapter, status}}``."""
 
@@ -114,7 +131,7 @@ class PingRequest:
     """``{"type":"ping"}``."""
 
 
-ClientEvent: TypeAlias = AuthRequest | ProgressUpdate | SyncRequest | PingRequest
+ClientEvent: TypeAlias = AuthRequest | RenewRequest | ProgressUpdate | SyncRequest | PingRequest
 
 
 # --- wire helpers (shared with the client) ---------------------------------------------
@@ -263,18 +280,35 @@ class ServerSession:
 
     # -- decisions of the wrapper ---------------------------------------------------------
 
-    def accept_auth(self, session_id: str, user_id: str) -> None:
-        """The token was valid: reply ``auth_ok`` and start accepting requests."""
+    def accept_auth(self, session_id: str, user_id: str, expires_in: int | None = None) -> None:
+        """The token was valid: reply ``auth_ok`` and start accepting requests.
+        ``expires_in``: whole seconds left on the token (omitted when it has no expiry)."""
         self._expect(SessionState.AUTHENTICATING)
         self.state = SessionState.AUTHENTICATED
         self.session_id = session_id
         self.user_id = user_id
-        self._send({"type": "auth_ok", "session_id": session_id, "user_id": user_id})
+        self._send_auth_ok(expires_in)
 
     def reject_auth(self, message: str) -> None:
         """The token was not valid: reply ``unauthorized`` and close."""
         self._expect(SessionState.AUTHENTICATING)
         self._close_with("unauthorized", message)
+
+    def accept_renewal(self, expires_in: int | None) -> None:
+        """The renewal token was valid and of the same user: ``auth_ok`` again, same
+        session id, with the seconds left on the new token."""
+        self._expect(SessionState.AUTHENTICATED)
+        self._send_auth_ok(expires_in)
+
+    def reject_renewal(self, code: ErrorCode, message: str) -> None:
+        """The renewal was refused (``unauthorized`` or ``forbidden``): say so; the
+        session keeps its current expiry and stays open."""
+        self._expect(SessionState.AUTHENTICATED)
+        self.send_error(code, message)
+
+    def expire(self) -> None:
+        """The session's token ran out without renewal: ``unauthorized`` and close."""
+        self._close_with("unauthorized", "access token expired")
 
     # -- messages out ---------------------------------------------------------------------
 
@@ -334,6 +368,16 @@ class ServerSession:
         if self.state is not SessionState.CLOSED:
             self._outbox.append(encode(message))
 
+    def _send_auth_ok(self, expires_in: int | None) -> None:
+        reply: dict[str, Any] = {
+            "type": "auth_ok",
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+        }
+        if expires_in is not None:
+            reply["expires_in"] = expires_in
+        self._send(reply)
+
     def _close(self) -> None:
         self.state = SessionState.CLOSED
         self._inbox.clear()
@@ -379,7 +423,7 @@ class ServerSession:
             if kind == "ping":
                 return PingRequest()
             if kind == "auth":
-                raise _BadFields("already authenticated")
+                return self._renewal(message)
         except _BadFields as exc:
             self._bad_request(exc.message, message_id=message_id, details=exc.details)
             return None
@@ -413,6 +457,14 @@ class ServerSession:
         self.device = device or None
         self.state = SessionState.AUTHENTICATING
         return AuthRequest(token=token, device=self.device)
+
+    def _renewal(self, message: dict[str, Any]) -> RenewRequest | None:
+        token = message.get("token")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+            # Like any refused renewal: the session keeps its token and stays open.
+            self.send_error("unauthorized", "missing or malformed token")
+            return None
+        return RenewRequest(token=token)
 
     def _bad_request(
         self, message: str, *, message_id: MessageId | None = None, details: Any = None

@@ -13,6 +13,12 @@ Per connection:
   session's id as ``origin`` are its own writes (already acked) and are skipped.
   If the bus had to drop events for this subscriber, the connection is closed: the
   client reconnects and catches up with ``sync``, which is always complete.
+- A session lasts as long as its token: ``auth_ok`` carries ``expires_in`` and the
+  serve loop's deadline includes the token's expiry (wall-clock seconds left turned
+  into loop time, so it needs no clock sync). An ``auth`` on the open session with
+  a fresh token of the same user moves that deadline (no re-subscribe); when it
+  passes, in-flight updates are still acked, then ``unauthorized`` "access token
+  expired" and close.
 - Every line out goes through a bounded send queue drained by a writer task that
   honours the transport's flow control. Replies wait for room (the client only
   slows itself); a push that finds the queue full drops the connection, so one
@@ -45,6 +51,7 @@ from mangahub.app import Runtime
 from mangahub.bus import Subscription
 from mangahub.domain.errors import MangaHubError, Unauthorized
 from mangahub.domain.schemas import ProgressPublic
+from mangahub.security.tokens import Principal
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
 from mangahub.tcp.protocol import (
     MAX_LINE,
@@ -55,6 +62,7 @@ from mangahub.tcp.protocol import (
     MessageId,
     PingRequest,
     ProgressUpdate,
+    RenewRequest,
     ServerSession,
     SessionState,
     SyncRequest,
@@ -64,6 +72,7 @@ log = logging.getLogger(__name__)
 
 _EVENT_TYPES: dict[type, str] = {
     AuthRequest: "auth",
+    RenewRequest: "auth",
     ProgressUpdate: "progress_update",
     SyncRequest: "sync",
     PingRequest: "ping",
@@ -181,6 +190,8 @@ class _Connection(asyncio.Protocol):
         self._aborted = False
         self._last_rx = self._loop.time()
         self._auth_deadline = self._last_rx + self.config.auth_timeout
+        self._expires_at: float | None = None  # loop time the session's token runs out
+        self._expired = False
         self._pending: asyncio.Queue[tuple[MessageId, asyncio.Future[ProgressPublic]]] = (
             asyncio.Queue(self.config.max_in_flight)
         )
@@ -259,7 +270,9 @@ class _Connection(asyncio.Protocol):
             await self._serve()
             # Orderly end: every update already submitted is committed and acked first.
             await self._pending.join()
-            if self._stopping and not self.session.close_expected:
+            if self._expired:
+                self.session.expire()
+            elif self._stopping and not self.session.close_expected:
                 self.session.send_error("unavailable", "server shutting down", close=True)
             self.session.close()
             await self._flush()
@@ -297,6 +310,8 @@ class _Connection(asyncio.Protocol):
     async def _serve(self) -> None:
         session = self.session
         while not (self._stopping or self._aborted or self._lost.is_set()):
+            if self._token_expired():
+                return  # checked before each event: nothing is handled on an expired token
             event = session.next_event()
             await self._flush()
             if event is not None:
@@ -310,9 +325,13 @@ class _Connection(asyncio.Protocol):
             now = self._loop.time()
             if session.state is SessionState.AUTHENTICATED:
                 deadline = self._last_rx + self.config.idle_timeout
+                if self._expires_at is not None:
+                    deadline = min(deadline, self._expires_at)
             else:
                 deadline = self._auth_deadline
             if now >= deadline:
+                if self._token_expired():
+                    return
                 if session.state is SessionState.AUTHENTICATED:
                     log.info("tcp %s: idle for %.0f s; closing", self.peer, now - self._last_rx)
                     session.close()
@@ -325,6 +344,28 @@ class _Connection(asyncio.Protocol):
                 async with asyncio.timeout_at(deadline):
                     await self._wake.wait()
 
+    def _token_expired(self) -> bool:
+        """True (and noted for _run, which acks what is in flight and then says why it
+        closes) once the session's token ran out without renewal."""
+        if (
+            self.session.state is SessionState.AUTHENTICATED
+            and self._expires_at is not None
+            and self._loop.time() >= self._expires_at
+        ):
+            if not self._expired:
+                log.info("tcp %s: access token expired; closing", self.peer)
+            self._expired = True
+        return self._expired
+
+    def _set_expiry(self, principal: Principal) -> int | None:
+        """Start the session's token clock; return ``expires_in`` for ``auth_ok``."""
+        left = principal.seconds_left()
+        if left is None:
+            self._expires_at = None
+            return None
+        self._expires_at = self._loop.time() + left
+        return int(left)
+
     async def _flush(self) -> None:
         """Hand queued replies to the writer, waiting for room (only this client waits)."""
         lines = self.session.data_to_send()
@@ -334,7 +375,7 @@ class _Connection(asyncio.Protocol):
     async def _handle(self, event: ClientEvent) -> None:
         metrics.TCP_IN[_EVENT_TYPES.get(type(event), "other")].inc()
         try:
-            if isinstance(event, AuthRequest):
+            if isinstance(event, AuthRequest | RenewRequest):
                 await self._authenticate(event)
             elif isinstance(event, ProgressUpdate):
                 await self._submit(event)
@@ -353,11 +394,24 @@ class _Connection(asyncio.Protocol):
             self.session.send_error("internal", "internal error")
         await self._flush()
 
-    async def _authenticate(self, request: AuthRequest) -> None:
+    async def _authenticate(self, request: AuthRequest | RenewRequest) -> None:
+        renewal = isinstance(request, RenewRequest)
         try:
             principal = self.server.runtime.tokens.verify(request.token)
         except Unauthorized as exc:
-            self.session.reject_auth(exc.message)
+            if renewal:
+                # The session keeps its current token until that one runs out.
+                self.session.reject_renewal("unauthorized", f"renewal refused: {exc.message}")
+            else:
+                self.session.reject_auth(exc.message)
+            return
+        if renewal:
+            if principal.user_id != self.user_id:
+                self.session.reject_renewal("forbidden", "a session cannot change user")
+                return
+            # Same user, same subscription: only the deadline moves.
+            self.session.accept_renewal(self._set_expiry(principal))
+            log.debug("tcp %s: session %s renewed", self.peer, self.session_id)
             return
         self.user_id = principal.user_id
         try:
@@ -370,7 +424,9 @@ class _Connection(asyncio.Protocol):
             log.exception("tcp %s: cannot subscribe to progress events", self.peer)
             self.session.reject_auth("progress events unavailable; retry later")
             return
-        self.session.accept_auth(self.session_id, str(principal.user_id))
+        self.session.accept_auth(
+            self.session_id, str(principal.user_id), self._set_expiry(principal)
+        )
         self._helpers.append(asyncio.create_task(self._push_loop(self._subscription)))
         log.debug("tcp %s: %s authenticated (%s)", self.peer, principal.username, self.session_id)
 
