@@ -32,6 +32,9 @@ class WsClient:
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
+        self.auth_ok: dict[str, Any] | None = None
+        """The server's ``auth_ok``, when ``open_client`` authenticated by header/query."""
+        self._unread: list[dict[str, Any]] = []
 
     async def send(self, message: Mapping[str, Any] | str | bytes) -> None:
         if isinstance(message, str | bytes):
@@ -39,7 +42,13 @@ class WsClient:
         else:
             await self.conn.send(orjson.dumps(message).decode())
 
+    def unread(self, message: dict[str, Any]) -> None:
+        """Put ``message`` back: the next ``recv`` returns it."""
+        self._unread.insert(0, message)
+
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        if self._unread:
+            return self._unread.pop(0)
         async with asyncio.timeout(timeout):
             raw = await self.conn.recv()
         message = orjson.loads(raw)
@@ -111,10 +120,19 @@ def ws_url(address: Address, query: str = "") -> str:
 async def open_client(
     address: Address, *, token: str | None = None, query: str = "", **kwargs: Any
 ) -> WsClient:
+    """Connect; a token given by header or ``?token=`` is answered with ``auth_ok``
+    first, which is kept as ``client.auth_ok`` (anything else is left to be read)."""
     if token:
         kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
     conn = await connect(ws_url(address, query), **kwargs)
-    return WsClient(conn)
+    client = WsClient(conn)
+    if token or "token=" in query:
+        first = await client.recv()
+        if first["type"] == "auth_ok":
+            client.auth_ok = first
+        else:
+            client.unread(first)
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -136,11 +136,30 @@ async def test_first_message_auth(ws_connect: Connect, make_user: MakeUser, room
     alice = await make_user("alice")
     a = await ws_connect()
     await a.send({"type": "auth", "token": alice.access_token})
-    assert await a.recv() == {"type": "auth_ok", "user_id": alice.id, "username": alice.username}
+    ok = await a.recv()
+    assert ok == {
+        "type": "auth_ok",
+        "user_id": alice.id,
+        "username": alice.username,
+        "expires_in": ok["expires_in"],
+    }
+    assert 0 < ok["expires_in"] <= 15 * 60
     await joined(a, room)
     await a.send({"type": "auth", "token": alice.access_token})
-    assert (await a.error())["code"] == "bad_request"  # already authenticated; still open
+    assert (await a.recv_type("auth_ok"))["user_id"] == alice.id  # a renewal; still open
     await a.roundtrip()
+
+
+async def test_header_and_query_tokens_are_confirmed_too(
+    ws_connect: Connect, make_user: MakeUser
+) -> None:
+    alice = await make_user("alice")
+    by_header = await ws_connect(alice.access_token)
+    by_query = await ws_connect(query=f"token={alice.access_token}")
+    for ws in (by_header, by_query):
+        assert ws.auth_ok is not None
+        assert ws.auth_ok["user_id"] == alice.id and ws.auth_ok["username"] == alice.username
+        assert 0 < ws.auth_ok["expires_in"] <= 15 * 60
 
 
 # --- joining, leaving, presence -----------------------------------------------------------

@@ -9,6 +9,11 @@ the socket is the client's writer:
   (the client only slows itself down);
 - :meth:`Client.close` lets the queue drain, then sends the close frame.
 
+A client also carries its session's end (:meth:`Client.expire_in`): when the access
+token that opened or last renewed the session runs out, the error "access token
+expired" goes out as the last message and the connection closes with 1008. The
+timer is cancelled however the client closes.
+
 The socket is behind :class:`Transport`, so this module knows nothing of ASGI.
 """
 
@@ -21,7 +26,7 @@ import uuid
 from collections import deque
 from typing import Protocol
 
-from mangahub.chat.protocol import CloseCode
+from mangahub.chat.protocol import EXPIRED_TEXT, CloseCode
 from mangahub.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,7 @@ class Client:
         self._close_timeout = close_timeout
         self._sending = False
         self._read_timeout: asyncio.Timeout | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{username}")
 
     def __repr__(self) -> str:
@@ -102,18 +108,45 @@ class Client:
             self._queue.append(text)
             self._readable.set()
 
+    # -- session lifetime -----------------------------------------------------------------
+
+    def expire_in(self, seconds: float | None) -> None:
+        """End the session ``seconds`` from now (its token's life left), replacing any
+        earlier end: a renewal moves it. None: the session does not expire."""
+        self._cancel_expiry()
+        if seconds is not None and not self.closing:
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self.closing:
+            return
+        log.info("chat: session of %s expired", self.username)
+        # The last message goes in even past the limit: the queue stops here. A reader
+        # that no longer drains it is dropped by the close timeout, so nothing hangs.
+        self._queue.append(EXPIRED_TEXT)
+        self.close(CloseCode.POLICY, "access token expired")
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
     # -- closing --------------------------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then the close frame (an orderly close)."""
         if self.closing:
             return
+        self._cancel_expiry()
         self.close_code, self._close_reason = code, reason
         self._wake_all()
 
     def abort(self, code: int, reason: str) -> None:
         """Close now: queued messages are discarded. A writer stuck on a socket that
         does not drain is cancelled (its close frame could not get out either)."""
+        self._cancel_expiry()
         if not self.closing:
             self.close_code, self._close_reason = code, reason
         self._queue.clear()
@@ -173,6 +206,7 @@ class Client:
         except Exception as exc:  # the peer went away mid-send
             log.debug("chat: writer for %s ended: %r", self.username, exc)
         finally:
+            self._cancel_expiry()  # the peer went away first
             if not self.closing:
                 self.close_code = CloseCode.NORMAL
             self._queue.clear()

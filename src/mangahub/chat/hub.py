@@ -18,6 +18,10 @@ in a *pending* state that buffers broadcasts; then history is read; then the buf
 is flushed without the messages history already had. A message published before the
 snapshot can also still be on its way through the bus when the member goes live, so
 the history's ids are remembered for ``_DEDUPE_SECONDS`` and skipped when they arrive.
+
+Session lifetime: a connection lasts as long as its access token. An ``auth`` message
+on an authenticated connection is a renewal: a fresh token of the same user moves the
+connection's end (``Client.expire_in``) and is confirmed with ``auth_ok`` again.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from mangahub.domain.errors import (
 )
 from mangahub.domain.schemas import ChatMessagePublic, ProgressPublic
 from mangahub.ratelimit import TokenBucket
+from mangahub.security.tokens import Principal
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +136,12 @@ class Hub:
         config: ChatConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        verify: Callable[[str], Principal] | None = None,
     ) -> None:
+        """``verify``: checks a renewal's token (``TokenCodec.verify``); without it a
+        second ``auth`` is refused."""
         self.config = config or ChatConfig()
+        self._verify = verify
         self.node_id = uuid.uuid4().hex
         self._chat = chat
         self._bus = bus
@@ -252,8 +261,20 @@ class Hub:
         elif isinstance(message, protocol.Ping):
             await client.send(protocol.encode(protocol.pong()))
         elif isinstance(message, protocol.Auth):
-            raise BadRequest("already authenticated")
+            await self.renew(client, message.token)
         # Pong: its arrival already counted as traffic for the idle timer.
+
+    async def renew(self, client: Client, token: str) -> None:
+        """Extend the session to a fresh token's expiry. A bad or expired token is
+        ``Unauthorized`` and another user's ``Forbidden``; either way the session keeps
+        its old expiry and stays open."""
+        if self._verify is None:
+            raise BadRequest("already authenticated")
+        principal = self._verify(token)  # Unauthorized
+        if principal.user_id != client.user_id:
+            raise Forbidden("a session cannot change user")
+        client.expire_in(principal.seconds_left())
+        await client.send(protocol.encode(protocol.auth_ok(principal)))
 
     async def join(self, client: Client, room_id: int) -> None:
         """Add ``client`` to a room: it gets the history, then presence; the room (on

@@ -8,7 +8,8 @@ plain strings.
 Client → server (``room_id`` may be left out of ``chat``/``leave`` while the
 connection is in exactly one room)::
 
-    {"type":"auth","token":"<access>"}          first message, when no header/?token=
+    {"type":"auth","token":"<access>"}          first message, when no header/?token=;
+                                                later, a renewal (same user, fresh token)
     {"type":"join","room_id":5}
     {"type":"leave","room_id":5}
     {"type":"chat","room_id":5,"content":"…"}
@@ -31,6 +32,7 @@ import orjson
 
 from mangahub.domain.errors import BadRequest, ErrorCode
 from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.security.tokens import Principal
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 """Longest client message; a chat of 2,000 characters is at most ~12 KiB as JSON."""
@@ -44,7 +46,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     """Server shutting down: reconnect (to this or another process)."""
     POLICY = 1008
-    """Auth failed or timed out, idle timeout, send queue overflow."""
+    """Auth failed or timed out, access token expired, idle timeout, send queue overflow."""
     INTERNAL = 1011
 
 
@@ -192,8 +194,19 @@ def presence(room_id: int, users: Iterable[str]) -> dict[str, Any]:
     return {"type": "presence", "room_id": room_id, "users": sorted(users)}
 
 
-def auth_ok(user_id: str, username: str) -> dict[str, Any]:
-    return {"type": "auth_ok", "user_id": user_id, "username": username}
+def auth_ok(principal: Principal, now: datetime | None = None) -> dict[str, Any]:
+    """The confirmation of authentication and of each renewal. ``expires_in``: whole
+    seconds left on the token, relative so that clock skew does not matter."""
+    return {
+        "type": "auth_ok",
+        "user_id": str(principal.user_id),
+        "username": principal.username,
+        "expires_in": int(principal.seconds_left(now) or 0),  # verified tokens have exp
+    }
+
+
+EXPIRED_TEXT: Final = encode(error("unauthorized", "access token expired"))
+"""The last message of a session whose token ran out without a renewal."""
 
 
 def pong() -> dict[str, Any]:

@@ -5,6 +5,11 @@ thread (``input()`` with line editing on a terminal) and handed to the event loo
 which also reads the socket; an incoming line erases the prompt line, prints, and
 draws the prompt again with what you had typed so far. Commands: ``/who``,
 ``/leave``, ``/quit``, ``/help``.
+
+A chat session lasts as long as the access token that opened it, so the room renews
+it in place: ``renew_after(expires_in)`` seconds after each ``auth_ok`` it sends
+``auth`` with a fresh token from its token source (``Api.access_token``, which
+refreshes a token close to expiry; blocking, so it runs in a thread).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from mangahub.cli.output import (
     escape,
     handle_errors,
 )
+from mangahub.security.tokens import renew_after
 
 try:  # line editing for input(), and what has been typed so far, to redraw it
     import readline
@@ -51,6 +57,11 @@ app = typer.Typer(help="Chat rooms, one per series.", no_args_is_help=True)
 HELP: Final = "commands: /who (who is here), /leave (leave the room), /quit, /help"
 OPEN_TIMEOUT: Final = 10.0
 INPUT_QUEUE: Final = 256
+RETRY_FLOOR: Final = 1.0
+"""Seconds at least between two renewals of one session that got no answer."""
+
+TokenSource = Callable[[], str]
+"""A usable access token, blocking (``Api.access_token``): called in a thread."""
 
 
 class Room:
@@ -64,6 +75,8 @@ class Room:
         self.prompt = f"#{room_id}> "
         self.prompting = False
         """Set once input() shows the prompt: from then on, output redraws it."""
+        self.confirmations: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
+        """Each ``auth_ok``: (loop time it arrived, its ``expires_in``)."""
 
     # -- output -------------------------------------------------------------------------------
 
@@ -90,6 +103,11 @@ class Room:
             self.say(f"[italic cyan]* {escape(str(message.get('content', '')))}[/italic cyan]")
         elif kind == "error":
             self.say(f"[red]error:[/red] {escape(str(message.get('message', '')))}")
+        elif kind == "auth_ok":
+            expires_in = message.get("expires_in")
+            if isinstance(expires_in, int | float):
+                now = asyncio.get_running_loop().time()
+                self.confirmations.put_nowait((now, float(expires_in)))
 
     # -- the conversation -----------------------------------------------------------------------
 
@@ -114,15 +132,41 @@ class Room:
         return message if isinstance(message, dict) else {}
 
     async def incoming(self) -> None:
+        """Until the connection closes. An ``unauthorized`` error is shown and reading
+        goes on: after an expiry the server's close follows (with its reason), after a
+        refused renewal the session is still open."""
         while True:
             message = await self._receive()
             if message.get("type") == "ping":
                 await self.send({"type": "pong"})
-            elif message.get("type") == "error" and message.get("code") == "unauthorized":
-                self.render(message)
-                return
             else:
                 self.render(message)
+
+    async def keep_renewed(self, token_source: TokenSource) -> None:
+        """Renew the session at ``renew_after(expires_in)`` after each ``auth_ok``; a
+        renewal that gets no answer is tried again halfway to the session's end. Ends
+        when the connection does."""
+        loop = asyncio.get_running_loop()
+        confirmed_at, expires_in = await self.confirmations.get()
+        while True:
+            ends_at = confirmed_at + expires_in
+            renew_at = confirmed_at + renew_after(expires_in)
+            while True:
+                try:
+                    async with asyncio.timeout_at(renew_at):
+                        confirmed_at, expires_in = await self.confirmations.get()
+                    break  # renewed (or confirmed anew): count from this answer
+                except TimeoutError:
+                    pass
+                try:
+                    token = await asyncio.to_thread(token_source)
+                    await self.send({"type": "auth", "token": token})
+                except ConnectionClosed:
+                    return  # incoming() reports why
+                except Exception as exc:  # e.g. the refresh could not reach the server
+                    why = exc.message if isinstance(exc, CliError) else str(exc)
+                    self.say(f"[yellow]could not renew the chat session:[/yellow] {escape(why)}")
+                renew_at = loop.time() + max(RETRY_FLOOR, (ends_at - loop.time()) / 2)
 
     async def outgoing(self, lines: asyncio.Queue[str | None]) -> None:
         """Returns when the user leaves (``/leave``, ``/quit``, end of input)."""
@@ -175,7 +219,8 @@ def _offer(lines: asyncio.Queue[str | None], line: str | None) -> None:
         lines.put_nowait(line)
 
 
-async def _chat(url: str, token: str, room_id: int) -> None:
+async def _chat(url: str, token_source: TokenSource, room_id: int) -> None:
+    token = await asyncio.to_thread(token_source)
     try:
         ws = await connect(
             url,
@@ -188,12 +233,14 @@ async def _chat(url: str, token: str, room_id: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    renewer: asyncio.Task[None] | None = None
     try:
         room = Room(ws, room_id, sys.stdin.isatty() and sys.stdout.isatty())
         try:
             await room.join()
         except ConnectionClosed as exc:
             raise CliError(_closed_reason(exc), EXIT_AUTH) from None
+        renewer = asyncio.create_task(room.keep_renewed(token_source))
         console.print(f"[green]joined room #{room_id}[/green] — {HELP}")
         lines: asyncio.Queue[str | None] = asyncio.Queue(INPUT_QUEUE)
         prompt = room.prompt if room.interactive else None
@@ -218,6 +265,9 @@ async def _chat(url: str, token: str, room_id: int) -> None:
         console.print(f"left room #{room_id}")
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 3)
 
@@ -238,10 +288,9 @@ def join(
     Example: mangahub chat join 42
     """
     where = endpoints(server)
-    with Api(where.server) as api:
-        token = api.access_token()
-    with _terminal_restored():
-        asyncio.run(_chat(where.ws_url, token, manga_id))
+    # The Api stays open for the session: it is the token source of its renewals.
+    with Api(where.server) as api, _terminal_restored():
+        asyncio.run(_chat(where.ws_url, api.access_token, manga_id))
 
 
 @contextlib.contextmanager

@@ -12,7 +12,11 @@ ping frames; uvicorn's own keepalive pings run underneath as well.)
 
 Authentication failures are reported in-band rather than as an HTTP 403 on the
 handshake, because browsers hide handshake responses: the connection is accepted,
-gets ``{"type":"error","code":"unauthorized",…}`` and is closed with 1008.
+gets ``{"type":"error","code":"unauthorized",…}`` and is closed with 1008. However
+the token came (header, ``?token=``, first message), success is confirmed with
+``auth_ok`` carrying ``expires_in``: the connection lasts that long unless the client
+renews it with another ``auth`` (see ``Hub.renew``); at the end it gets the
+``unauthorized`` error "access token expired" and is closed with 1008.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ def chat_hub(app: Any) -> Hub:
     if hub is None:
         runtime: Runtime = app.state.runtime
         config: ChatConfig = getattr(app.state, "chat_config", None) or ChatConfig()
-        hub = app.state.chat_hub = Hub(runtime.chat, runtime.bus, config)
+        hub = app.state.chat_hub = Hub(
+            runtime.chat, runtime.bus, config, verify=runtime.tokens.verify
+        )
     return hub
 
 
@@ -94,6 +100,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         await _refuse(websocket, "unavailable", "chat unavailable", CloseCode.INTERNAL)
         return
     try:
+        client.expire_in(principal.seconds_left())  # moved by each renewal
         manga_id = websocket.query_params.get("manga_id")
         if manga_id is not None:
             await _reply_errors(client, _join_from_query(hub, client, manga_id))
@@ -161,15 +168,27 @@ async def _reply_errors(client: Client, action: Awaitable[None]) -> None:
 async def _authenticate(
     websocket: WebSocket, tokens: TokenCodec, config: ChatConfig
 ) -> Principal | None:
-    """The caller, from the header, ``?token=``, or the first message; None once the
-    connection has been refused and closed."""
+    """The caller, from the header, ``?token=``, or the first message, confirmed with
+    ``auth_ok``; None once the connection has been refused and closed."""
     token = _bearer(websocket.headers.get("authorization")) or websocket.query_params.get("token")
-    if token is not None:
-        try:
-            return tokens.verify(token)
-        except Unauthorized as exc:
-            await _refuse(websocket, "unauthorized", exc.message)
+    if token is None:
+        token = await _first_message_token(websocket, config)
+        if token is None:
             return None
+    try:
+        principal = tokens.verify(token)
+    except Unauthorized as exc:
+        await _refuse(websocket, "unauthorized", exc.message)
+        return None
+    # No writer task exists yet, so sending directly cannot interleave with one.
+    with contextlib.suppress(Exception):
+        await websocket.send_text(protocol.encode(protocol.auth_ok(principal)))
+    return principal
+
+
+async def _first_message_token(websocket: WebSocket, config: ChatConfig) -> str | None:
+    """The token of the ``auth`` message that must come first; None once the
+    connection has been refused and closed."""
     try:
         async with asyncio.timeout(config.auth_timeout):
             message = await websocket.receive()
@@ -187,17 +206,7 @@ async def _authenticate(
     if not isinstance(parsed, protocol.Auth):
         await _refuse(websocket, "unauthorized", "authenticate first: send {type: auth, token}")
         return None
-    try:
-        principal = tokens.verify(parsed.token)
-    except Unauthorized as exc:
-        await _refuse(websocket, "unauthorized", exc.message)
-        return None
-    # No writer task exists yet, so sending directly cannot interleave with one.
-    with contextlib.suppress(Exception):
-        await websocket.send_text(
-            protocol.encode(protocol.auth_ok(str(principal.user_id), principal.username))
-        )
-    return principal
+    return parsed.token
 
 
 def _bearer(header: str | None) -> str | None:
