@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
@@ -38,6 +39,10 @@ class UdpClient(asyncio.DatagramProtocol):
         self.copies: dict[int, int] = {}  # notification id → copies received
         self._seen_raw: set[bytes] = set()
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # NOTIFICATIONs that arrived while a request waited for its reply, kept for
+        # the next reads: a renewal does not send them again, so skipping them
+        # would lose them for this subscription (a real client handles them too).
+        self._held: deque[dict[str, Any]] = deque()
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
@@ -76,20 +81,29 @@ class UdpClient(asyncio.DatagramProtocol):
         assert self._transport is not None
         self._transport.sendto(message if isinstance(message, bytes) else orjson.dumps(message))
 
+    async def _next(self) -> dict[str, Any]:
+        return self._held.popleft() if self._held else await self._inbox.get()
+
     async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            return await self._inbox.get()
+            return await self._next()
 
-    async def recv_type(self, kind: str, timeout: float = 3.0) -> dict[str, Any]:
-        """The next message of ``kind``, skipping others (re-sent copies, PONGs)."""
+    async def recv_type(
+        self, kind: str, timeout: float = 3.0, *, hold: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The next message of ``kind``, skipping others (re-sent copies, PONGs);
+        skipped NOTIFICATIONs go to ``hold`` when given."""
         async with asyncio.timeout(timeout):
             while True:
-                message = await self._inbox.get()
+                message = await self._next()
                 if message["type"] == kind:
                     return message
+                if hold is not None and message["type"] == "NOTIFICATION":
+                    hold.append(message)
 
     def drain(self) -> None:
         """Forget what arrived so far."""
+        self._held.clear()
         while not self._inbox.empty():
             self._inbox.get_nowait()
 
@@ -101,14 +115,19 @@ class UdpClient(asyncio.DatagramProtocol):
         raise AssertionError(f"expected nothing, got {message}")
 
     async def request(self, message: dict[str, Any] | bytes, kind: str) -> dict[str, Any]:
-        """Send until a reply of ``kind`` comes (UDP: the request or reply may be lost)."""
-        for _ in range(10):
-            self.send(message)
-            try:
-                return await self.recv_type(kind, timeout=0.3)
-            except TimeoutError:
-                continue
-        raise AssertionError(f"no {kind} reply")
+        """Send until a reply of ``kind`` comes (UDP: the request or reply may be lost).
+        NOTIFICATIONs arriving meanwhile stay to be read next."""
+        held: list[dict[str, Any]] = []
+        try:
+            for _ in range(10):
+                self.send(message)
+                try:
+                    return await self.recv_type(kind, timeout=0.3, hold=held)
+                except TimeoutError:
+                    continue
+            raise AssertionError(f"no {kind} reply")
+        finally:
+            self._held.extendleft(reversed(held))
 
     async def subscribe(self, token: str) -> dict[str, Any]:
         reply = await self.request({"type": "SUBSCRIBE", "token": token}, "SUBSCRIBED")

@@ -352,11 +352,16 @@ def test_backlog_pages_follow_once_the_last_is_done() -> None:
 
 
 def test_resubscribe_allows_sending_again_what_was_given_up() -> None:
+    """A new subscription (here: after UNSUBSCRIBE) may send again what was given up;
+    a renewal from the same address does not (see test_renewal_*)."""
     user = uuid.uuid4()
     hub = NotificationHub(RetryPolicy(max_attempts=1))
     hub.accept(user, A, 0.0)
     assert hub.send_notification(user, fields(1), 0.0)
     assert not hub.send_notification(user, fields(1), 1.0)
+    hub.accept(user, A, 1.5)  # a renewal: the subscription remembers what it sent
+    assert not hub.send_notification(user, fields(1), 1.5)
+    hub.receive_datagram(b'{"type":"UNSUBSCRIBE"}', A, 1.8)
     hub.accept(user, A, 2.0)
     assert hub.send_notification(user, fields(1), 2.0)
 
@@ -368,6 +373,131 @@ def test_close_all_says_goodbye() -> None:
     [(reply, address)] = out(hub)
     assert address == A and reply["code"] == "UNAVAILABLE"
     assert hub.take_events() == [SubscriberGone(user, "unsubscribed")]
+
+
+# --- token lifetime ----------------------------------------------------------------------
+
+EXPIRED = {"type": "ERROR", "code": "UNAUTHORIZED", "message": "access token expired"}
+
+
+def test_subscribed_carries_whole_seconds_left_on_the_token() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    assert hub.accept(user, A, 10.0, expires_in=59.7)
+    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 59}, A)]
+    assert hub.next_deadline() == pytest.approx(69.7)  # before the 300 s of silence
+
+
+def test_subscription_ends_with_its_token_and_ping_does_not_renew_it() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    hub.accept(user, A, 0.0, expires_in=30.0)
+    hub.take_events()
+    out(hub)
+    hub.receive_datagram(b'{"type":"PING"}', A, 29.0)
+    assert out(hub) == [({"type": "PONG", "subscribed": True}, A)]
+    assert hub.next_deadline() == 30.0  # liveness moved, the token did not
+    hub.on_timer(29.9)
+    assert len(hub) == 1
+    hub.on_timer(30.0)
+    assert out(hub) == [(EXPIRED, A)]
+    assert hub.take_events() == [SubscriberGone(user, "token_expired")]
+    assert len(hub) == 0 and hub.user_at(A) is None and hub.stats.tokens_expired == 1
+    assert hub.next_deadline() is None
+    hub.receive_datagram(b'{"type":"PING"}', A, 31.0)
+    assert out(hub) == [({"type": "PONG", "subscribed": False}, A)]
+
+
+def test_expired_token_is_caught_before_sending_even_if_the_timer_is_late() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    hub.accept(user, A, 0.0, expires_in=5.0)
+    hub.take_events()
+    out(hub)
+    assert not hub.send_notification(user, fields(1), 5.5)
+    assert out(hub) == [(EXPIRED, A)]
+    assert hub.take_events() == [SubscriberGone(user, "token_expired")]
+    # ...and before taking anything from the address: an ACK is no longer accepted.
+    other = uuid.uuid4()
+    hub.accept(other, B, 0.0, expires_in=5.0)
+    assert hub.send_notification(other, fields(2), 1.0)
+    out(hub)
+    hub.take_events()
+    hub.receive_datagram(b'{"type":"ACK","id":2}', B, 6.0)
+    assert [m for m, _ in out(hub)] == [
+        EXPIRED,
+        {"type": "ERROR", "code": "UNAUTHORIZED", "message": "not subscribed; SUBSCRIBE first"},
+    ]
+    assert hub.take_events() == [SubscriberGone(other, "token_expired")]
+
+
+def test_renewal_moves_the_expiry_and_sends_nothing_again() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    hub.accept(user, A, 0.0, expires_in=30.0)
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+    assert hub.send_notification(user, fields(1), 0.0)
+    out(hub)
+    hub.receive_datagram(dumps({"type": "SUBSCRIBE", "token": "fresh"}), A, 1.0)
+    assert hub.take_events() == [SubscribeRequested("fresh", A)]
+    assert hub.accept(user, A, 1.0, expires_in=60.0)
+    # Only the confirmation: no backlog, and what is in flight keeps its schedule.
+    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 60}, A)]
+    assert hub.take_events() == []
+    hub.on_timer(2.0)  # the first re-send, 2 s after the first send
+    assert [(m["id"], address) for m, address in out(hub)] == [(1, A)]
+    hub.receive_datagram(b'{"type":"ACK","id":1}', A, 2.5)
+    assert hub.take_events() == [AckAccepted(user, 1)]
+    hub.on_timer(30.0)  # the first token's expiry: nothing happens
+    assert out(hub) == [] and hub.take_events() == [] and len(hub) == 1
+    hub.receive_datagram(b'{"type":"PING"}', A, 40.0)
+    assert out(hub) == [({"type": "PONG", "subscribed": True}, A)]
+    hub.on_timer(61.0)  # the renewed token's expiry
+    assert out(hub) == [(EXPIRED, A)]
+    assert hub.take_events() == [SubscriberGone(user, "token_expired")]
+
+
+def test_another_users_token_from_the_address_takes_it_over_with_its_own_expiry() -> None:
+    """UDP has no connection: an address is not a session. A valid token of another
+    user from it means the address changed hands; the old user's notifications stop
+    going there (see ``NotificationHub.accept``)."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    hub = NotificationHub()
+    hub.accept(alice, A, 0.0, expires_in=10.0)
+    hub.take_events()
+    out(hub)
+    hub.accept(bob, A, 1.0, expires_in=100.0)
+    assert hub.take_events() == [SubscriberGone(alice, "replaced"), BacklogWanted(bob, 0)]
+    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(bob), "expires_in": 100}, A)]
+    assert not hub.send_notification(alice, fields(1), 2.0)
+    hub.on_timer(11.0)  # alice's token deadline: nobody there any more to expire
+    assert out(hub) == [] and hub.user_at(A) == bob
+
+
+def test_expired_subscription_comes_back_with_its_backlog() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    hub.accept(user, A, 0.0, expires_in=5.0)
+    assert hub.send_notification(user, fields(1), 0.0)
+    hub.on_timer(5.0)
+    out(hub)
+    hub.take_events()
+    hub.accept(user, A, 6.0, expires_in=900.0)
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+    assert hub.send_notification(user, fields(1), 6.0)  # a new subscription: sent again
+
+
+def test_token_deadlines_stay_bounded_under_many_renewals() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub(limits=HubLimits(subscriber_ttl=10_000))
+    for n in range(5000):
+        hub.accept(user, A, float(n), expires_in=900.0)
+    out(hub)
+    assert len(hub._token_deadlines) <= 2048
+    hub.on_timer(4999.0 + 899.0)
+    assert len(hub) == 1
+    hub.on_timer(4999.0 + 900.0)
+    assert out(hub) == [(EXPIRED, A)]
 
 
 # --- NOTIFICATION messages ---------------------------------------------------------------

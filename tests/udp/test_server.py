@@ -50,7 +50,9 @@ async def test_subscribe_receive_ack_marks_delivered(
     manga_id, title = await new_series(runtime)
     await follow(client, reader, manga_id)
     udp = await open_client()
-    assert await udp.subscribe(reader.access_token) == {"type": "SUBSCRIBED", "user_id": reader.id}
+    subscribed = await udp.subscribe(reader.access_token)
+    assert subscribed.pop("expires_in") > 0  # checked closely in test_session_lifetime
+    assert subscribed == {"type": "SUBSCRIBED", "user_id": reader.id}
 
     assert await new_chapter(trigger, manga_id, title, 12.5, 12) == 1
     message = await udp.recv_type("NOTIFICATION")
@@ -403,7 +405,9 @@ async def test_unacked_notifications_are_resent_then_given_up(
             udp.drain()
             await udp.expect_silence(0.3)
             assert await delivered(runtime, first["id"]) == {first["id"]: False}
-            # Still stored as undelivered: the next SUBSCRIBE brings it again.
+            # Still stored as undelivered: the next subscription brings it again (a
+            # SUBSCRIBE from the subscribed address only renews; UNSUBSCRIBE first).
+            await udp.request({"type": "UNSUBSCRIBE"}, "UNSUBSCRIBED")
             await udp.subscribe(reader.access_token)
             [again] = await udp.notifications(1)
             assert again["id"] == first["id"]

@@ -4,6 +4,13 @@ Subscribes with the access token, prints each NOTIFICATION once (the server re-s
 until ACKed, so copies are recognised by id), ACKs every copy, PINGs to keep the
 subscription alive (subscribing again if the server forgot it), and on Ctrl+C sends
 UNSUBSCRIBE and exits 0.
+
+A subscription lasts as long as its access token: a while before it runs out
+(:func:`~mangahub.security.tokens.renew_after` the ``expires_in`` of each SUBSCRIBED)
+the listener sends SUBSCRIBE again with a fresh token, which renews it in place. If
+the server ends it anyway (``UNAUTHORIZED``, e.g. "access token expired" after a
+suspend), it subscribes again with a refreshed token; the server keeps what was not
+delivered.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import asyncio
 import contextlib
 import signal
 from collections import deque
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final, Protocol, cast
 
 import orjson
 import typer
@@ -30,6 +37,7 @@ from mangahub.cli.output import (
     info,
     print_json_line,
 )
+from mangahub.security.tokens import renew_after
 
 app = typer.Typer(help="Real-time notifications over UDP.", no_args_is_help=True)
 
@@ -37,6 +45,15 @@ ATTEMPTS: Final = 5
 REPLY_TIMEOUT: Final = 1.0
 REMEMBERED_IDS: Final = 1024
 INBOX: Final = 1024
+MIN_RENEW: Final = 1.0
+"""Never renew sooner than this after a SUBSCRIBED (a token about to expire must not
+turn renewal into a busy loop)."""
+
+
+class TokenSource(Protocol):
+    """Where fresh access tokens come from (:class:`~mangahub.cli.api.Api`)."""
+
+    def access_token(self, *, force: bool = False) -> str: ...
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -69,7 +86,12 @@ class _Socket(asyncio.DatagramProtocol):
 
 class Listener:
     def __init__(
-        self, api: Api, address: tuple[str, int], json: bool, ping_interval: float, count: int
+        self,
+        api: TokenSource,
+        address: tuple[str, int],
+        json: bool,
+        ping_interval: float,
+        count: int,
     ) -> None:
         self.api = api
         self.address = address
@@ -79,6 +101,8 @@ class Listener:
         self.shown = 0
         self.seen: deque[int] = deque(maxlen=REMEMBERED_IDS)
         self.sock = _Socket()
+        self.renew_at: float | None = None
+        """When to renew the subscription (loop clock), from the last SUBSCRIBED."""
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +157,12 @@ class Listener:
                 f"subscription refused: {reply.get('message', code)}",
                 EXIT_AUTH if code == "unauthorized" else EXIT_UNAVAILABLE,
             )
+        expires_in = reply.get("expires_in")
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            delay = max(MIN_RENEW, renew_after(expires_in))
+            self.renew_at = asyncio.get_running_loop().time() + delay
+        else:
+            self.renew_at = None  # a token without expiry (or an older server)
         return str(reply.get("user_id"))
 
     async def unsubscribe(self) -> None:
@@ -150,9 +180,10 @@ class Listener:
         while not stop.is_set() and not (self.count and self.shown >= self.count):
             getter = asyncio.ensure_future(self.sock.inbox.get())
             stopper = asyncio.ensure_future(stop.wait())
+            wake = next_ping if self.renew_at is None else min(next_ping, self.renew_at)
             done, _ = await asyncio.wait(
                 {getter, stopper},
-                timeout=max(0.0, next_ping - loop.time()),
+                timeout=max(0.0, wake - loop.time()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             stopper.cancel()
@@ -166,6 +197,8 @@ class Listener:
                     self.handle(message)
             else:
                 getter.cancel()
+            if self.renew_at is not None and loop.time() >= self.renew_at:
+                await self.subscribe()  # a fresh token renews the subscription in place
             if loop.time() >= next_ping:
                 self.sock.send({"type": "PING"})
                 next_ping = loop.time() + self.ping_interval

@@ -34,7 +34,9 @@ UdpErrorCode: TypeAlias = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """``{"type":"SUBSCRIBE","token":…}``: identity comes from the access token only."""
+    """``{"type":"SUBSCRIBE","token":…}``: identity comes from the access token only.
+    From an address already subscribed by the same user it renews the subscription
+    (a fresh token moves its expiry)."""
 
     token: str
 
@@ -108,8 +110,13 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message)
 
 
-def subscribed_message(user_id: uuid.UUID) -> bytes:
-    return encode({"type": "SUBSCRIBED", "user_id": str(user_id)})
+def subscribed_message(user_id: uuid.UUID, expires_in: int | None = None) -> bytes:
+    """``expires_in``: whole seconds left on the token that (re)subscribed; relative,
+    so the client's clock does not matter. Absent only for a token without expiry."""
+    message: dict[str, Any] = {"type": "SUBSCRIBED", "user_id": str(user_id)}
+    if expires_in is not None:
+        message["expires_in"] = expires_in
+    return encode(message)
 
 
 def pong_message(subscribed: bool) -> bytes:

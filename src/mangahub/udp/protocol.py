@@ -12,7 +12,9 @@ codec (parsing, encoding, trimming) is ``messages.py``.
 Inbound datagrams and what they get back:
 
 ================================  =================================================
-``SUBSCRIBE {token}``             ``SUBSCRIBED`` then the backlog, or ``ERROR``
+``SUBSCRIBE {token}``             ``SUBSCRIBED {expires_in}`` then the backlog, or
+                                  ``ERROR``; from the address the user is subscribed
+                                  at, a renewal: ``SUBSCRIBED`` only
 ``PING``                          ``PONG`` (``subscribed`` tells whether this address
                                   is a live subscription; it renews it if so)
 ``UNSUBSCRIBE``                   ``UNSUBSCRIBED`` (also when nothing was subscribed)
@@ -32,11 +34,19 @@ per address (a SUBSCRIBE from an address that belonged to another user removes
 that user, so nobody's notifications reach someone else's socket). Any valid
 message from a subscribed address renews it; 5 minutes of silence expire it.
 
+Token lifetime: a subscription lasts as long as the access token that opened it.
+A SUBSCRIBE with a fresh token of the same user from the same address renews it in
+place (new expiry, nothing re-sent); a PING renews liveness, never the token. When
+the token runs out the hub sends ``ERROR UNAUTHORIZED "access token expired"`` and
+drops the subscription (undelivered notifications stay stored for the next
+SUBSCRIBE). Expiry is checked by the timer sweep (a heap of deadlines, no timer per
+subscriber) and again before anything is sent to or taken from the subscriber.
+
 Delivery: each NOTIFICATION is re-sent, byte for byte, until ACKed or
 ``RetryPolicy.max_attempts`` sends were made (exponential backoff). An ACK counts
 only for an id this subscription was sent, so a guessed or foreign id changes
 nothing. Giving up loses nothing: the row stays undelivered in storage and comes
-back on the next SUBSCRIBE.
+back with the next subscription (a renewal does not read the backlog again).
 """
 
 from __future__ import annotations
@@ -87,6 +97,7 @@ __all__ = [
     "SubscribeRequested",
     "Subscriber",
     "SubscriberGone",
+    "TOKEN_EXPIRED",
     "UdpErrorCode",
     "Unsubscribe",
     "notification_message",
@@ -95,7 +106,8 @@ __all__ = [
 ]
 
 _MIN_COMPACT: Final = 1024
-GoneReason: TypeAlias = Literal["unsubscribed", "expired", "replaced"]
+GoneReason: TypeAlias = Literal["unsubscribed", "expired", "replaced", "token_expired"]
+TOKEN_EXPIRED: Final = "access token expired"
 
 # --- configuration ---------------------------------------------------------------------
 
@@ -209,6 +221,8 @@ class Subscriber:
     """Every id sent in this subscription (recent ones) → ACKed yet."""
     backlog_cursor: int | None = None
     """Where the next page of the backlog starts, when the last page was full."""
+    token_expires: float | None = None
+    """When the access token of the latest SUBSCRIBE runs out (hub clock); None: never."""
 
 
 @dataclass(slots=True)
@@ -221,6 +235,7 @@ class HubStats:
     gave_up: int = 0
     errors_suppressed: int = 0
     rejected_full: int = 0
+    tokens_expired: int = 0
 
 
 class NotificationHub:
@@ -245,6 +260,9 @@ class NotificationHub:
         self._retries: list[tuple[float, int, uuid.UUID, int]] = []
         self._tiebreak = 0
         self._compact_at = _MIN_COMPACT
+        # (token expiry, tiebreak, user); stale when the subscriber's expiry moved.
+        self._token_deadlines: list[tuple[float, int, uuid.UUID]] = []
+        self._token_compact_at = _MIN_COMPACT
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: list[HubEvent] = []
         self._error_tokens = float(self.limits.error_burst)
@@ -282,6 +300,8 @@ class NotificationHub:
         deadlines = []
         if self._retries:
             deadlines.append(self._retries[0][0])
+        if self._token_deadlines:
+            deadlines.append(self._token_deadlines[0][0])
         if self._by_silence:
             oldest = self._subscribers[next(iter(self._by_silence))]
             deadlines.append(oldest.last_seen + self.limits.subscriber_ttl)
@@ -301,7 +321,11 @@ class NotificationHub:
             return
         user_id = self._by_address.get(address)
         if user_id is not None:
-            self._touch(self._subscribers[user_id], now)
+            sub = self._subscribers[user_id]
+            if self._token_valid(sub, now):
+                self._touch(sub, now)
+            else:
+                user_id = None  # the timer had not swept it yet: it is gone now
         match message:
             case Subscribe(token):
                 self._events.append(SubscribeRequested(token, address))
@@ -317,16 +341,32 @@ class NotificationHub:
                 else:
                     self._ack(self._subscribers[user_id], nid)
 
-    def accept(self, user_id: uuid.UUID, address: Address, now: float) -> bool:
-        """The token of a SUBSCRIBE from ``address`` named ``user_id``: (re)subscribe,
-        answer SUBSCRIBED and ask for the backlog. False (answered ``UNAVAILABLE``)
-        when the registry is full."""
+    def accept(
+        self, user_id: uuid.UUID, address: Address, now: float, expires_in: float | None = None
+    ) -> bool:
+        """The token of a SUBSCRIBE from ``address`` named ``user_id`` and has
+        ``expires_in`` seconds left (None: no expiry): (re)subscribe, answer SUBSCRIBED
+        and ask for the backlog. From the address ``user_id`` is subscribed at, a
+        renewal: only the expiry moves. False (answered ``UNAVAILABLE``) when the
+        registry is full."""
         previous = self._by_address.get(address)
         if previous is not None and previous != user_id:
+            # Another user's valid token from this address: the address changed hands
+            # (port reuse, NAT, a user switch), so the old user's notifications must
+            # stop going there. Refusing would keep sending them to the new holder,
+            # and protect nothing: an UNSUBSCRIBE from the address needs no token.
             self._remove(previous, "replaced")
         sub = self._subscribers.get(user_id)
+        if sub is not None and sub.address == address:
+            # Renewal (or a retried SUBSCRIBE whose reply was lost): what is in flight
+            # keeps its retry schedule and the backlog is not read again.
+            self._touch(sub, now)
+            self._set_token_expiry(sub, now, expires_in)
+            self._outgoing.append((subscribed_message(user_id, _whole(expires_in)), address))
+            return True
         if sub is None:
             if len(self._subscribers) >= self.limits.max_subscribers:
+                self._expire_tokens(now)
                 self._expire(now)
             if len(self._subscribers) >= self.limits.max_subscribers:
                 self.stats.rejected_full += 1
@@ -343,8 +383,9 @@ class NotificationHub:
             sub.sent = OrderedDict.fromkeys(sub.pending, False)
         self._by_address[address] = user_id
         self._touch(sub, now)
+        self._set_token_expiry(sub, now, expires_in)
         sub.backlog_cursor = None
-        self._outgoing.append((subscribed_message(user_id), address))
+        self._outgoing.append((subscribed_message(user_id, _whole(expires_in)), address))
         for nid, pending in list(sub.pending.items()):
             pending.sends = 0  # the new address gets the full retry budget
             self._outgoing.append((pending.payload, address))
@@ -364,13 +405,15 @@ class NotificationHub:
         nid = fields.get("id")
         if sub is None or not isinstance(nid, int) or nid in sub.sent:
             return False
+        if not self._token_valid(sub, now):
+            return False  # stays undelivered in storage for the next subscription
         try:
             payload = notification_message(fields)
         except (DoesNotFit, KeyError, TypeError):
             return False
         if len(sub.pending) >= self.limits.max_pending_per_user:
             # Too much in flight: the oldest stops being retried (it stays
-            # undelivered in storage, so the next SUBSCRIBE brings it again).
+            # undelivered in storage, so the next subscription brings it again).
             del sub.pending[next(iter(sub.pending))]
             self.stats.gave_up += 1
         sub.sent[nid] = False
@@ -393,7 +436,9 @@ class NotificationHub:
         self._maybe_refill(sub)
 
     def on_timer(self, now: float) -> None:
-        """Expire silent subscribers and re-send what is due."""
+        """End subscriptions whose token ran out, expire silent subscribers and
+        re-send what is due."""
+        self._expire_tokens(now)
         self._expire(now)
         while self._retries and self._retries[0][0] <= now:
             due, _, user_id, nid = heapq.heappop(self._retries)
@@ -430,6 +475,43 @@ class NotificationHub:
         self._outgoing.append((error_message(code, message), address))
 
     # -- internals ----------------------------------------------------------------------
+
+    def _set_token_expiry(self, sub: Subscriber, now: float, expires_in: float | None) -> None:
+        expires = None if expires_in is None else now + expires_in
+        if expires == sub.token_expires:
+            return  # a retried SUBSCRIBE with the same token: nothing to book
+        sub.token_expires = expires
+        if expires is None:
+            return
+        self._tiebreak += 1
+        heapq.heappush(self._token_deadlines, (expires, self._tiebreak, sub.user_id))
+        if len(self._token_deadlines) > self._token_compact_at:
+            self._token_deadlines = [
+                entry
+                for entry in self._token_deadlines
+                if (live := self._subscribers.get(entry[2])) is not None
+                and live.token_expires == entry[0]
+            ]
+            heapq.heapify(self._token_deadlines)
+            self._token_compact_at = max(_MIN_COMPACT, 2 * len(self._token_deadlines))
+
+    def _token_valid(self, sub: Subscriber, now: float) -> bool:
+        """True while ``sub``'s token holds; once it has run out, end the subscription
+        (telling the client why) and return False."""
+        if sub.token_expires is None or sub.token_expires > now:
+            return True
+        self.stats.tokens_expired += 1
+        # Not from the error budget: one per subscription, never a reply to a datagram.
+        self._outgoing.append((error_message("UNAUTHORIZED", TOKEN_EXPIRED), sub.address))
+        self._remove(sub.user_id, "token_expired")
+        return False
+
+    def _expire_tokens(self, now: float) -> None:
+        while self._token_deadlines and self._token_deadlines[0][0] <= now:
+            expires, _, user_id = heapq.heappop(self._token_deadlines)
+            sub = self._subscribers.get(user_id)
+            if sub is not None and sub.token_expires == expires:
+                self._token_valid(sub, now)
 
     def _touch(self, sub: Subscriber, now: float) -> None:
         sub.last_seen = now
@@ -493,3 +575,7 @@ class NotificationHub:
         if self._by_address.get(sub.address) == user_id:
             del self._by_address[sub.address]
         self._events.append(SubscriberGone(user_id, reason))
+
+
+def _whole(expires_in: float | None) -> int | None:
+    return None if expires_in is None else int(expires_in)

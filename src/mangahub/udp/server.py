@@ -4,15 +4,18 @@
 The hub decides everything; this module does what needs I/O or a clock:
 
 - every datagram goes to the hub with ``loop.time()``; replies go out at once;
-- a SUBSCRIBE's token is verified here (``runtime.tokens``); an accepted user gets
-  a *feed*: a bus subscription to ``notify:<user_id>``, so notifications raised by
-  any process (HTTP, trigger, source sync; Redis in scale-out) reach this socket;
+- a SUBSCRIBE's token is verified here (``runtime.tokens``) and the hub is told how
+  long it has left (the subscription ends with it unless a SUBSCRIBE renews it);
+  an accepted user gets a *feed*: a bus subscription to ``notify:<user_id>``, so
+  notifications raised by any process (HTTP, trigger, source sync; Redis in
+  scale-out) reach this socket;
 - the backlog (undelivered rows, oldest first, in pages) is loaded only once the
   feed listens, so nothing committed meanwhile falls between the two (the hub
   drops the copy that arrives both ways);
 - ACKs are written by one task in batches (group commit), each only for the
   notification's own user;
-- one timer task wakes at the hub's next deadline for re-sends and expiry.
+- one timer task wakes at the hub's next deadline for re-sends and expiry (of
+  silent subscribers and of tokens).
 
 Bounds: the hub's (subscribers, in flight per user), each feed's bus queue, the
 ACK queue, concurrent backlog loads. When the socket's send buffer is full,
@@ -351,13 +354,20 @@ class UdpServer:
         except Unauthorized as exc:
             self.hub.reject(request.address, "UNAUTHORIZED", exc.message, now)
             return
-        if not self.hub.accept(principal.user_id, request.address, now):
+        current = self.hub.subscriber(principal.user_id)
+        renewal = current is not None and current.address == request.address
+        # Relative seconds on the hub's clock: the wall clock only converts once.
+        if not self.hub.accept(principal.user_id, request.address, now, principal.seconds_left()):
             return
         if principal.user_id not in self._feeds:
             feed = _Feed(self, principal.user_id)
             self._feeds[principal.user_id] = feed
             self._feed_tasks.add(feed.task)
             feed.task.add_done_callback(self._feed_tasks.discard)
+            if renewal:
+                # The feed had failed (bus down), so events may have been missed; a
+                # renewal does not read the backlog by itself.
+                self._want_backlog(principal.user_id, 0)
 
     def _deliver(self, user_id: uuid.UUID, fields: Mapping[str, Any]) -> None:
         if self.hub.send_notification(user_id, fields, self._now):
