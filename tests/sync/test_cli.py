@@ -22,7 +22,12 @@ async def sources_sync(env: SyncEnv, fake: FakeSources, *args: str) -> tuple[int
         "sources",
         "sync",
         *args,
-        env=env.backend.process_env(MANGAHUB_MANGADEX_URL=fake.mangadex_url),
+        # The limiter has its own tests; here it would only make the run wait.
+        env=env.backend.process_env(
+            MANGAHUB_MANGADEX_URL=fake.mangadex_url,
+            MANGAHUB_MANGADEX_REQUESTS_PER_SECOND="500",
+            MANGAHUB_MANGADEX_BURST="100",
+        ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
