@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml requirements-dev.lock
 run: $(STAMP)
 	$(BIN)/mangahub serve
 
-## test: the whole suite, on SQLite + in-process bus, then on PostgreSQL + Redis
-test: test-sqlite test-postgres
+## test: the whole suite on SQLite + in-process bus and on PostgreSQL + Redis, side by side
+## (the suite mostly waits on sockets and timers, so two runs take the time of one)
+test: $(STAMP)
+	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
 	MANGAHUB_TEST_BACKEND=sqlite $(PYTEST)
