@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     http_port: int = Field(8084, ge=0, le=65535)
     tcp_port: int = Field(8081, ge=0, le=65535)
+    # Open TCP sync connections one process holds; more are told `unavailable`.
+    tcp_max_connections: int = Field(10_000, ge=1)
     udp_port: int = Field(8082, ge=0, le=65535)
     grpc_port: int = Field(8083, ge=0, le=65535)
     trigger_port: int = Field(8085, ge=0, le=65535)

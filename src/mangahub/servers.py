@@ -128,9 +128,10 @@ def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer
         if part == "api":
             servers.append(HttpServer(runtime, settings.host, settings.http_port))
         elif part == "tcp":
-            from mangahub.tcp.server import TcpServer
+            from mangahub.tcp.server import TcpConfig, TcpServer
 
-            servers.append(TcpServer(runtime, settings.host, settings.tcp_port))
+            config = TcpConfig(max_connections=settings.tcp_max_connections)
+            servers.append(TcpServer(runtime, settings.host, settings.tcp_port, config))
         elif part == "udp":
             from mangahub.udp.server import UdpServer
             from mangahub.udp.trigger import trigger_server

@@ -16,7 +16,7 @@ from mangahub.app import Runtime
 from mangahub.bus import MemoryBus
 from mangahub.domain.enums import Role
 from mangahub.security.tokens import Principal, TokenCodec
-from mangahub.servers import run_servers
+from mangahub.servers import build_servers, run_servers
 from mangahub.tcp.client import ProgressClient, ProgressSyncError
 from mangahub.tcp.protocol import MAX_LINE
 from mangahub.tcp.server import TcpServer
@@ -284,6 +284,41 @@ async def test_flood_past_the_rate_limit_is_rate_limited_and_others_are_served(
     await asyncio.sleep(0.1)  # 5 tokens back
     await line.send({"type": "ping"})
     assert (await line.recv())["type"] == "pong"  # still open
+
+
+async def test_a_connection_beyond_the_limit_is_told_unavailable_and_closed(
+    runtime: Runtime, make_user: MakeUser, connect: Connect
+) -> None:
+    user = await make_user()
+    server = await start_tcp(runtime, max_connections=2)
+    try:
+        first, second = await connect(server.address), await connect(server.address)
+        await first.auth(user.access_token)
+        await second.auth(user.access_token)
+        extra = await connect(server.address)
+        # The client speaks first, as a real one does: its auth line must not turn
+        # the refusal into a reset before the reason is read.
+        await extra.send({"type": "auth", "token": user.access_token})
+        refusal = await extra.recv()
+        assert refusal["type"] == "error" and refusal["code"] == "unavailable", refusal
+        await extra.expect_closed()
+        # The held sessions are untouched, and a freed place is taken again.
+        await first.send({"type": "ping"})
+        assert (await first.recv())["type"] == "pong"
+        await second.close()
+        async with asyncio.timeout(5):
+            while server.connection_count > 1:
+                await asyncio.sleep(0.01)
+        again = await connect(server.address)
+        await again.auth(user.access_token)
+    finally:
+        await server.stop(5)
+
+
+def test_the_connection_limit_comes_from_settings(runtime: Runtime) -> None:
+    settings = runtime.settings.model_copy(update={"tcp_max_connections": 3})
+    (server,) = build_servers(dataclasses.replace(runtime, settings=settings), ["tcp"])
+    assert isinstance(server, TcpServer) and server.config.max_connections == 3
 
 
 # --- timers, slow readers, shutdown -----------------------------------------------------------

@@ -66,6 +66,7 @@ from mangahub.tcp.protocol import (
     ServerSession,
     SessionState,
     SyncRequest,
+    encode,
 )
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class TcpConfig:
     """Complete lines received but not handled; reading pauses beyond this."""
     max_batch: int = 256
     close_timeout: float = 5.0
+    max_connections: int = 10_000
+    """Open connections; one more is told ``unavailable`` and closed (see _Refusal)."""
 
 
 def progress_json(progress: ProgressPublic) -> dict[str, Any]:
@@ -109,6 +112,11 @@ def _push_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
         return progress_json(ProgressPublic.model_validate(data))
     except ValidationError:
         return data
+
+
+_FULL = encode(
+    {"type": "error", "code": "unavailable", "message": "server is at its connection limit"}
+)
 
 
 class _Outbox:
@@ -163,6 +171,36 @@ class _Outbox:
             self._lines.clear()
         self._readable.set()
         self._writable.set()
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection beyond ``max_connections``: one ``unavailable`` line, then closed.
+
+    The line is followed by a FIN and the client's input is read and discarded until it
+    closes (or ``linger`` passes): closing a socket with unread input resets it, and the
+    client could lose the line that says why."""
+
+    def __init__(self, line: bytes, linger: float) -> None:
+        self._line = line
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)
+        stream.write(self._line)
+        if stream.can_write_eof():
+            stream.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(self._linger, stream.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # an auth line, most likely: there is no room to serve it
+
+    def eof_received(self) -> bool:
+        return False  # the client has read the refusal and closed: close our side
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _Connection(asyncio.Protocol):
@@ -542,9 +580,18 @@ class TcpServer:
         await self.batcher.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True
+            self._accept, self.host, self.port, reuse_address=True
         )
         metrics.track("tcp", self)
+
+    def _accept(self) -> asyncio.Protocol:
+        # Connections count once connection_made ran, so a burst accepted in one loop
+        # iteration may overshoot the limit by that burst; the limit bounds fds, roughly.
+        if len(self._connections) < self.config.max_connections:
+            return _Connection(self)
+        metrics.TCP_ERRORS.labels("unavailable").inc()
+        log.debug("tcp: %d connections open; refusing one more", len(self._connections))
+        return _Refusal(_FULL, self.config.close_timeout)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let connections finish their in-flight updates, then close."""
