@@ -136,10 +136,10 @@ class Hub:
         config: ChatConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        verify: Callable[[str], Principal] | None = None,
+        verify: Callable[[str, uuid.UUID], Principal] | None = None,
     ) -> None:
-        """``verify``: checks a renewal's token (``TokenCodec.verify``); without it a
-        second ``auth`` is refused."""
+        """``verify``: checks a renewal's token for the session's user
+        (``TokenCodec.verify_renewal``); without it a second ``auth`` is refused."""
         self.config = config or ChatConfig()
         self._verify = verify
         self.node_id = uuid.uuid4().hex
@@ -270,9 +270,7 @@ class Hub:
         its old expiry and stays open."""
         if self._verify is None:
             raise BadRequest("already authenticated")
-        principal = self._verify(token)  # Unauthorized
-        if principal.user_id != client.user_id:
-            raise Forbidden("a session cannot change user")
+        principal = self._verify(token, client.user_id)  # Unauthorized, Forbidden
         client.expire_in(principal.seconds_left())
         await client.send(protocol.encode(protocol.auth_ok(principal)))
 

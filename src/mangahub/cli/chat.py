@@ -40,7 +40,7 @@ from mangahub.cli.output import (
     escape,
     handle_errors,
 )
-from mangahub.security.tokens import renew_after
+from mangahub.security.tokens import RENEW_FLOOR, renew_after
 
 try:  # line editing for input(), and what has been typed so far, to redraw it
     import readline
@@ -57,8 +57,6 @@ app = typer.Typer(help="Chat rooms, one per series.", no_args_is_help=True)
 HELP: Final = "commands: /who (who is here), /leave (leave the room), /quit, /help"
 OPEN_TIMEOUT: Final = 10.0
 INPUT_QUEUE: Final = 256
-RETRY_FLOOR: Final = 1.0
-"""Seconds at least between two renewals of one session that got no answer."""
 
 TokenSource = Callable[[], str]
 """A usable access token, blocking (``Api.access_token``): called in a thread."""
@@ -166,7 +164,7 @@ class Room:
                 except Exception as exc:  # e.g. the refresh could not reach the server
                     why = exc.message if isinstance(exc, CliError) else str(exc)
                     self.say(f"[yellow]could not renew the chat session:[/yellow] {escape(why)}")
-                renew_at = loop.time() + max(RETRY_FLOOR, (ends_at - loop.time()) / 2)
+                renew_at = loop.time() + max(RENEW_FLOOR, (ends_at - loop.time()) / 2)
 
     async def outgoing(self, lines: asyncio.Queue[str | None]) -> None:
         """Returns when the user leaves (``/leave``, ``/quit``, end of input)."""

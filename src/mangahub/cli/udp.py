@@ -37,7 +37,7 @@ from mangahub.cli.output import (
     info,
     print_json_line,
 )
-from mangahub.security.tokens import renew_after
+from mangahub.security.tokens import RENEW_FLOOR, renew_after
 
 app = typer.Typer(help="Real-time notifications over UDP.", no_args_is_help=True)
 
@@ -45,9 +45,6 @@ ATTEMPTS: Final = 5
 REPLY_TIMEOUT: Final = 1.0
 REMEMBERED_IDS: Final = 1024
 INBOX: Final = 1024
-MIN_RENEW: Final = 1.0
-"""Never renew sooner than this after a SUBSCRIBED (a token about to expire must not
-turn renewal into a busy loop)."""
 
 
 class TokenSource(Protocol):
@@ -159,7 +156,7 @@ class Listener:
             )
         expires_in = reply.get("expires_in")
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-            delay = max(MIN_RENEW, renew_after(expires_in))
+            delay = max(RENEW_FLOOR, renew_after(expires_in))
             self.renew_at = asyncio.get_running_loop().time() + delay
         else:
             self.renew_at = None  # a token without expiry (or an older server)

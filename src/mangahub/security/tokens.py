@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from mangahub.domain.enums import Role
-from mangahub.domain.errors import Unauthorized
+from mangahub.domain.errors import Forbidden, Unauthorized
 
 ISSUER = "mangahub"
 ALGORITHM = "HS256"
@@ -39,6 +39,11 @@ class Principal:
         if self.expires_at is None:
             return None
         return max(0.0, (self.expires_at - (now or datetime.now(UTC))).total_seconds())
+
+
+RENEW_FLOOR = 1.0
+"""Seconds at least between two renewal attempts of one session, so a token source
+handing out tokens about to expire cannot turn renewal into a busy loop."""
 
 
 def renew_after(expires_in: float) -> float:
@@ -94,6 +99,14 @@ class TokenCodec:
             raise Unauthorized("access token expired") from exc
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("invalid access token") from exc
+
+    def verify_renewal(self, token: str, user_id: uuid.UUID) -> Principal:
+        """A fresh token for the open session of ``user_id``: Unauthorized when it is
+        not valid, Forbidden when it is another user's (a session never changes user)."""
+        principal = self.verify(token)
+        if principal.user_id != user_id:
+            raise Forbidden("a session cannot change user")
+        return principal
 
 
 def new_refresh_token() -> str:

@@ -45,7 +45,7 @@ from typing import Any, Self, TypeGuard
 import orjson
 
 from mangahub.ratelimit import TokenBucket
-from mangahub.security.tokens import renew_after
+from mangahub.security.tokens import RENEW_FLOOR, renew_after
 from mangahub.tcp.protocol import (
     MAX_LINE,
     LineBuffer,
@@ -58,10 +58,6 @@ log = logging.getLogger(__name__)
 TokenSource = str | Callable[[], Awaitable[str]]
 """A fixed access token, or a coroutine function returning a currently valid one
 (called at every connect and renewal)."""
-
-MIN_RENEW_DELAY = 1.0
-"""Seconds between renewals at least, should a token source hand out tokens that
-are about to expire."""
 
 
 class ProgressSyncError(Exception):
@@ -368,7 +364,7 @@ class ProgressClient:
         deadline = time.monotonic() + expires_in
         delay = renew_after(expires_in)
         while True:
-            await asyncio.sleep(max(MIN_RENEW_DELAY, delay))
+            await asyncio.sleep(max(RENEW_FLOOR, delay))
             try:
                 token = await source()
                 async with asyncio.timeout(self.connect_timeout):
@@ -376,7 +372,7 @@ class ProgressClient:
             except Exception as exc:  # refused, token source failed, no answer
                 left = deadline - time.monotonic()
                 log.warning("progress client: renewal failed (%s); %.0f s left", exc, left)
-                if left <= MIN_RENEW_DELAY:
+                if left <= RENEW_FLOOR:
                     return
                 delay = left / 2
                 continue

@@ -49,7 +49,7 @@ from pydantic import ValidationError
 from mangahub import metrics
 from mangahub.app import Runtime
 from mangahub.bus import Subscription
-from mangahub.domain.errors import MangaHubError, Unauthorized
+from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import ProgressPublic
 from mangahub.security.tokens import Principal
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
@@ -433,23 +433,13 @@ class _Connection(asyncio.Protocol):
         await self._flush()
 
     async def _authenticate(self, request: AuthRequest | RenewRequest) -> None:
-        renewal = isinstance(request, RenewRequest)
+        if isinstance(request, RenewRequest):
+            self._renew(request)
+            return
         try:
             principal = self.server.runtime.tokens.verify(request.token)
         except Unauthorized as exc:
-            if renewal:
-                # The session keeps its current token until that one runs out.
-                self.session.reject_renewal("unauthorized", f"renewal refused: {exc.message}")
-            else:
-                self.session.reject_auth(exc.message)
-            return
-        if renewal:
-            if principal.user_id != self.user_id:
-                self.session.reject_renewal("forbidden", "a session cannot change user")
-                return
-            # Same user, same subscription: only the deadline moves.
-            self.session.accept_renewal(self._set_expiry(principal))
-            log.debug("tcp %s: session %s renewed", self.peer, self.session_id)
+            self.session.reject_auth(exc.message)
             return
         self.user_id = principal.user_id
         try:
@@ -467,6 +457,20 @@ class _Connection(asyncio.Protocol):
         )
         self._helpers.append(asyncio.create_task(self._push_loop(self._subscription)))
         log.debug("tcp %s: %s authenticated (%s)", self.peer, principal.username, self.session_id)
+
+    def _renew(self, request: RenewRequest) -> None:
+        """Same user, same subscription: only the deadline moves. A refusal leaves the
+        session on its current token until that one runs out."""
+        assert self.user_id is not None
+        try:
+            principal = self.server.runtime.tokens.verify_renewal(request.token, self.user_id)
+        except Unauthorized as exc:
+            self.session.reject_renewal("unauthorized", f"renewal refused: {exc.message}")
+        except Forbidden as exc:
+            self.session.reject_renewal("forbidden", exc.message)
+        else:
+            self.session.accept_renewal(self._set_expiry(principal))
+            log.debug("tcp %s: session %s renewed", self.peer, self.session_id)
 
     async def _submit(self, update: ProgressUpdate) -> None:
         assert self.user_id is not None

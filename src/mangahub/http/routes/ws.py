@@ -51,7 +51,7 @@ def chat_hub(app: Any) -> Hub:
         runtime: Runtime = app.state.runtime
         config: ChatConfig = getattr(app.state, "chat_config", None) or ChatConfig()
         hub = app.state.chat_hub = Hub(
-            runtime.chat, runtime.bus, config, verify=runtime.tokens.verify
+            runtime.chat, runtime.bus, config, verify=runtime.tokens.verify_renewal
         )
     return hub
 
