@@ -3,47 +3,20 @@ a server on 127.0.0.1:0, with tokens issued a few seconds short of expiry."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import jwt
 import pytest
 
 from mangahub.app import Runtime
-from mangahub.domain.enums import Role
-from mangahub.security.tokens import Principal
 from mangahub.tcp.client import Backoff, ProgressClient, ProgressSyncError
 from mangahub.tcp.server import TcpServer
 from tests.conftest import MakeUser, UserSession
 from tests.tcp.conftest import Connect, Line
+from tests.tokens import expiry, seconds_left, short_token, until_expired
 
 EXPIRED = {"type": "error", "code": "unauthorized", "message": "access token expired"}
-
-
-def short_token(runtime: Runtime, user: UserSession, seconds: float) -> str:
-    """A valid access token of ``user`` with about ``seconds`` left (the JWT ``exp`` is
-    whole seconds, so up to one second less)."""
-    principal = Principal(uuid.UUID(user.id), user.username, user.email, Role.USER)
-    issued = datetime.now(UTC) - timedelta(seconds=runtime.tokens.ttl_seconds - seconds)
-    return runtime.tokens.issue(principal, now=issued)
-
-
-def expiry(token: str) -> datetime:
-    """The token's ``exp`` (read, not verified: it may have expired already)."""
-    claims = jwt.decode(token, options={"verify_signature": False})
-    return datetime.fromtimestamp(claims["exp"], UTC)
-
-
-def seconds_left(token: str) -> float:
-    return (expiry(token) - datetime.now(UTC)).total_seconds()
-
-
-async def until_expired(token: str, margin: float = 0.3) -> None:
-    """Sleep until ``token`` has expired (by the server's clock, which is ours)."""
-    await asyncio.sleep(max(0.0, seconds_left(token)) + margin)
 
 
 async def still_works(line: Line) -> None:

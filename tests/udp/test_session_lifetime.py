@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
 
 from mangahub.app import Runtime
 from mangahub.cli.udp import Listener
-from mangahub.domain.enums import Role
-from mangahub.security.tokens import Principal
 from mangahub.udp.protocol import RetryPolicy
 from mangahub.udp.server import UdpConfig, UdpServer
 from tests.conftest import MakeUser, UserSession
+from tests.tokens import seconds_left, short_token
 from tests.udp.conftest import (
     OpenClient,
     UdpClient,
@@ -30,22 +28,6 @@ from tests.udp.conftest import (
 )
 
 EXPIRED = {"type": "ERROR", "code": "UNAUTHORIZED", "message": "access token expired"}
-
-
-def principal_of(user: UserSession) -> Principal:
-    return Principal(uuid.UUID(user.id), user.username, user.email, Role.USER)
-
-
-def token_for(runtime: Runtime, user: UserSession, seconds: float) -> str:
-    """A valid access token of ``user`` with about ``seconds`` to live (JWT ``exp`` is
-    whole seconds, so up to one second less)."""
-    issued = datetime.now(UTC) - timedelta(seconds=runtime.tokens.ttl_seconds - seconds)
-    return runtime.tokens.issue(principal_of(user), now=issued)
-
-
-def seconds_left(token: str) -> float:
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    return float(exp) - datetime.now(UTC).timestamp()
 
 
 async def wait_for(condition: object, timeout: float = 5.0) -> None:
@@ -65,7 +47,7 @@ async def test_subscribed_carries_the_seconds_left_on_the_token(
     assert isinstance(full["expires_in"], int)
     assert ttl - 5 <= full["expires_in"] <= ttl
 
-    short = token_for(runtime, reader, 60)
+    short = short_token(runtime, reader, 60)
     left = seconds_left(short)
     renewed = await udp.subscribe(short)  # same user, same address: a renewal
     assert renewed["user_id"] == reader.id
@@ -83,7 +65,7 @@ async def test_expired_subscription_is_told_and_dropped_and_loses_nothing(
     manga_id, title = await new_series(runtime)
     await follow(client, reader, manga_id)
     udp = await open_client()
-    token = token_for(runtime, reader, 3)
+    token = short_token(runtime, reader, 3)
     await udp.subscribe(token)
 
     assert await udp.recv_type("ERROR", timeout=seconds_left(token) + 2) == EXPIRED
@@ -117,12 +99,12 @@ async def test_renewed_subscription_outlives_the_first_token(
     async with dedicated_server(runtime, UdpConfig(retry=once)) as server:
         udp = await UdpClient.open(server.address)
         try:
-            first = token_for(runtime, reader, 3)
+            first = short_token(runtime, reader, 3)
             subscribed = await udp.subscribe(first)
             [backlog] = await udp.notifications(1, ack=False)  # left unACKed on purpose
             assert backlog["chapter"] == 1
 
-            second = token_for(runtime, reader, 4)
+            second = short_token(runtime, reader, 4)
             assert seconds_left(second) > seconds_left(first)
             renewed = await udp.subscribe(second)
             assert renewed["user_id"] == reader.id
@@ -159,10 +141,10 @@ async def test_bad_renewals_leave_the_subscription_as_it_was(
     manga_id, title = await new_series(runtime)
     await follow(client, reader, manga_id)
     udp = await open_client()
-    token = token_for(runtime, reader, 4)
+    token = short_token(runtime, reader, 4)
     await udp.subscribe(token)
 
-    stale = runtime.tokens.issue(principal_of(reader), now=datetime.now(UTC) - timedelta(hours=1))
+    stale = short_token(runtime, reader, -3600)
     forged = jwt.encode(
         {"sub": reader.id, "iss": "mangahub", "iat": 0, "exp": 2**40},
         "another-secret-that-is-long-enough-32+",
@@ -229,9 +211,9 @@ class ShortTokens:
     def access_token(self, *, force: bool = False) -> str:
         if force:
             self.forced += 1
-            self.issued.append(token_for(self.runtime, self.user, 60))
+            self.issued.append(short_token(self.runtime, self.user, 60))
         elif not (self.issued and self.stale):
-            self.issued.append(token_for(self.runtime, self.user, self.seconds))
+            self.issued.append(short_token(self.runtime, self.user, self.seconds))
         return self.issued[-1]
 
 

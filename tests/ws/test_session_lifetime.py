@@ -1,15 +1,10 @@
 """A chat connection lasts as long as its access token unless renewed in place, over a
-real socket (docs/protocols/websocket.md "Session lifetime").
-
-Short-lived tokens come from the server's own codec, issued "in the past" so that
-they expire within seconds; JWT expiry has one-second resolution, so a token made to
-last ``n`` seconds lasts between ``n - 1`` and ``n``."""
+real socket (docs/protocols/websocket.md "Session lifetime")."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 
 import httpx
 from websockets.asyncio.client import connect
@@ -17,25 +12,12 @@ from websockets.asyncio.client import connect
 from mangahub.app import Runtime
 from mangahub.cli.chat import Room
 from tests.conftest import MakeUser, UserSession
+from tests.tokens import short_token, until_expired
 from tests.ws.conftest import Address, Connect, WsClient, ws_url
 
 NewRoom = Callable[[], Awaitable[int]]
 
 EXPIRED = {"type": "error", "code": "unauthorized", "message": "access token expired"}
-
-
-def token_for(runtime: Runtime, user: UserSession, seconds: float) -> str:
-    """An access token of ``user`` that expires ``seconds`` from now (negative: expired)."""
-    principal = runtime.tokens.verify(user.access_token)
-    issued = datetime.now(UTC) - timedelta(seconds=runtime.tokens.ttl_seconds - seconds)
-    return runtime.tokens.issue(principal, now=issued)
-
-
-async def sleep_past_expiry(runtime: Runtime, token: str, extra: float = 0.3) -> None:
-    """Until ``token`` has expired (by its own ``exp``)."""
-    left = runtime.tokens.verify(token).seconds_left()
-    assert left is not None
-    await asyncio.sleep(left + extra)
 
 
 async def push_progress(
@@ -64,10 +46,10 @@ async def test_every_way_of_authenticating_says_how_long_the_session_lasts(
     runtime: Runtime, ws_connect: Connect, make_user: MakeUser
 ) -> None:
     alice = await make_user("alice")
-    by_header = await ws_connect(token_for(runtime, alice, 4))
-    by_query = await ws_connect(query=f"token={token_for(runtime, alice, 4)}")
+    by_header = await ws_connect(short_token(runtime, alice, 4))
+    by_query = await ws_connect(query=f"token={short_token(runtime, alice, 4)}")
     by_message = await ws_connect()
-    await by_message.send({"type": "auth", "token": token_for(runtime, alice, 4)})
+    await by_message.send({"type": "auth", "token": short_token(runtime, alice, 4)})
     by_message.auth_ok = await by_message.recv()
     for ws in (by_header, by_query, by_message):
         assert ws.auth_ok is not None
@@ -92,7 +74,7 @@ async def test_a_session_ends_when_its_token_expires(
     runtime: Runtime, ws_connect: Connect, make_user: MakeUser, room: int
 ) -> None:
     alice, bob = await make_user("alice"), await make_user("bob")
-    token = token_for(runtime, alice, 3)
+    token = short_token(runtime, alice, 3)
     a = await ws_connect(token)
     b = await ws_connect(bob.access_token)
     await a.join(room)
@@ -110,7 +92,7 @@ async def test_a_first_message_session_expires_too(
 ) -> None:
     alice = await make_user("alice")
     ws = await ws_connect()
-    await ws.send({"type": "auth", "token": token_for(runtime, alice, 2)})
+    await ws.send({"type": "auth", "token": short_token(runtime, alice, 2)})
     assert (await ws.recv())["type"] == "auth_ok"
     await ends_expired(ws)
 
@@ -127,9 +109,9 @@ async def test_a_renewed_session_outlives_its_first_token_and_ends_with_the_new_
 ) -> None:
     alice = await make_user("alice")
     manga_id = await new_room()
-    first = token_for(runtime, alice, 3)
+    first = short_token(runtime, alice, 3)
     ws = await ws_connect(first)
-    renewal = token_for(runtime, alice, 6)
+    renewal = short_token(runtime, alice, 6)
     await ws.send({"type": "auth", "token": renewal})
     ok = await ws.recv()
     assert ok == {
@@ -140,7 +122,7 @@ async def test_a_renewed_session_outlives_its_first_token_and_ends_with_the_new_
     }
     assert 4 <= ok["expires_in"] <= 6
 
-    await sleep_past_expiry(runtime, first)
+    await until_expired(first)
     # Still there, and nothing (no expiry error) came in between.
     pushed = await push_progress(client, alice, manga_id, 3)
     assert await ws.recv() == pushed
@@ -158,7 +140,7 @@ async def test_renewal_by_another_user_or_with_a_bad_token_changes_nothing(
 ) -> None:
     alice, bob = await make_user("alice"), await make_user("bob")
     manga_id = await new_room()
-    ws = await ws_connect(token_for(runtime, alice, 5))
+    ws = await ws_connect(short_token(runtime, alice, 5))
 
     await ws.send({"type": "auth", "token": bob.access_token})
     assert await ws.recv() == {
@@ -169,7 +151,7 @@ async def test_renewal_by_another_user_or_with_a_bad_token_changes_nothing(
     await ws.send({"type": "auth", "token": "not-a-jwt"})
     refused = await ws.recv()
     assert (refused["type"], refused["code"]) == ("error", "unauthorized")
-    await ws.send({"type": "auth", "token": token_for(runtime, alice, -30)})
+    await ws.send({"type": "auth", "token": short_token(runtime, alice, -30)})
     assert await ws.recv() == EXPIRED  # an expired renewal token; the session stays
 
     # Still alice's session, still open: her pushes come, bob's do not.
@@ -206,7 +188,7 @@ async def test_the_cli_room_renews_on_its_own_and_keeps_its_session(
     issued: list[str] = []
 
     def token_source() -> str:  # as Api.access_token: blocking, a fresh token each time
-        issued.append(token_for(runtime, alice, 3))
+        issued.append(short_token(runtime, alice, 3))
         return issued[-1]
 
     async with connect(
@@ -220,8 +202,8 @@ async def test_the_cli_room_renews_on_its_own_and_keeps_its_session(
         ]
         try:
             # Past the first token's life, then past the first renewal's.
-            await sleep_past_expiry(runtime, issued[0])
-            await sleep_past_expiry(runtime, issued[1])
+            await until_expired(issued[0])
+            await until_expired(issued[1])
             b = await ws_connect(bob.access_token)
             await b.join(room)
             await b.chat(room, "still there?")
