@@ -6,6 +6,7 @@ SUMMARY_FIELDS = {
     "title",
     "authors",
     "status",
+    "format",
     "total_chapters",
     "cover_url",
     "average_rating",
@@ -19,5 +20,7 @@ DETAIL_FIELDS = SUMMARY_FIELDS | {
     "year",
     "mangadex_id",
     "anilist_id",
+    "mal_id",
+    "volumes",
     "updated_at",
 }

@@ -15,6 +15,16 @@ class MangaStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class MangaFormat(StrEnum):
+    MANGA = "manga"
+    MANHWA = "manhwa"
+    MANHUA = "manhua"
+    ONE_SHOT = "one_shot"
+    NOVEL = "novel"
+    DOUJINSHI = "doujinshi"
+    OTHER = "other"
+
+
 class ReadingStatus(StrEnum):
     READING = "reading"
     COMPLETED = "completed"

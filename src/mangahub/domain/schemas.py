@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from mangahub.domain.enums import (
+    MangaFormat,
     MangaStatus,
     NotificationKind,
     ReadingStatus,
@@ -137,6 +138,7 @@ class MangaSummary(Schema):
     title: str
     authors: list[str]
     status: MangaStatus
+    format: MangaFormat
     total_chapters: int | None
     cover_url: str | None
     average_rating: float | None
@@ -153,8 +155,10 @@ class MangaDetails(MangaSummary):
     alt_titles: list[str]
     description: str
     year: int | None
+    volumes: int | None
     mangadex_id: str | None
     anilist_id: int | None
+    mal_id: int | None
     rating_count: int
     created_at: datetime
     updated_at: datetime

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from mangahub.domain.enums import MangaStatus, NotificationKind, ReadingStatus, Role
+from mangahub.domain.enums import MangaFormat, MangaStatus, NotificationKind, ReadingStatus, Role
 from mangahub.storage.types import JSONType, UTCDateTime, utcnow
 
 # Deterministic constraint names, so migrations can refer to them on both dialects.
@@ -98,7 +98,9 @@ class Manga(TimestampMixin, Base):
     __tablename__ = "manga"
     __table_args__ = (
         CheckConstraint(_in("status", MangaStatus), name="status"),
+        CheckConstraint(_in("format", MangaFormat), name="format"),
         CheckConstraint("total_chapters IS NULL OR total_chapters >= 0", name="total_chapters"),
+        CheckConstraint("volumes IS NULL OR volumes >= 0", name="volumes"),
         Index("ix_manga_popularity", "popularity"),
         Index("ix_manga_average_rating", "average_rating"),
         Index("ix_manga_title", "title"),
@@ -120,6 +122,11 @@ class Manga(TimestampMixin, Base):
     year: Mapped[int | None] = mapped_column(Integer)
     mangadex_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     anilist_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    mal_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    format: Mapped[str] = mapped_column(
+        String(20), default=MangaFormat.MANGA.value, server_default="manga", nullable=False
+    )
+    volumes: Mapped[int | None] = mapped_column(Integer)
     average_rating: Mapped[float | None] = mapped_column(Float)
     rating_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     popularity: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
