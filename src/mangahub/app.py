@@ -18,7 +18,7 @@ from mangahub.cache import Cache, MemoryCache, RedisCache
 from mangahub.config import Settings, ensure_secrets
 from mangahub.logs import apply_format as apply_log_format
 from mangahub.metrics import MetricsEndpoint
-from mangahub.redislink import RedisLink, client_retry
+from mangahub.redislink import RedisLink, open_client
 from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
 from mangahub.services.catalog import CatalogService
@@ -78,18 +78,13 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
     apply_log_format(settings.log_format)
     db = Database(settings.resolved_database_url)
     redis_client: aioredis.Redis | None = None
+    link: RedisLink | None = None
     cache: Cache
     bus: EventBus
     if settings.redis_url:
-        redis_client = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-            retry=client_retry(),
-        )
+        redis_client = open_client(settings.redis_url, settings.redis_timeout)
         # One link: cache and bus agree on whether Redis is there, and warn once.
-        link = RedisLink()
+        link = RedisLink(redis_client, timeout=settings.redis_timeout)
         cache = RedisCache(redis_client, settings.redis_namespace, link)
         bus = RedisBus(redis_client, settings.redis_namespace, link)
     else:
@@ -145,6 +140,8 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         await sources.aclose()
         await bus.close()
         await cache.close()
+        if link is not None:
+            await link.close()
         if redis_client is not None:
             await redis_client.aclose()
         await db.close()

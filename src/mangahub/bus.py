@@ -3,7 +3,10 @@
 Topics are plain strings (``progress:<user_id>``, ``chat:<room_id>`` ...); events are
 JSON objects. In-process delivery by default; Redis pub/sub across processes.
 Every subscription has a bounded queue: a subscriber that falls behind loses the
-oldest events and is told so by ``dropped``, it never blocks the publisher.
+oldest events and is told so by ``dropped``, it never blocks the publisher. Events
+that never arrived (Redis was away while other processes published) count the same
+way: after an outage every subscription is marked, and its reader woken with a
+:data:`MISSED` event, so clients resync from storage.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ DEFAULT_QUEUE_SIZE = 1024
 # Reconnect backoff of the Redis reader, and how long one (re)subscribe may take.
 _RECONNECT_MIN = 0.1
 _RECONNECT_MAX = 2.0
-_CONNECT_TIMEOUT = 5.0
+# How long one (re)subscribe of every wanted topic may take, at least.
+_CONNECT_TIMEOUT = 2.0
+# Woken readers see this event (on one of their topics) after ``dropped`` grew.
+MISSED: Event = {"type": "missed"}
 # Put on a subscription's queue when it closes, to end iteration.
 _CLOSED: tuple[str, Event] = ("", {})
 
@@ -41,6 +47,13 @@ class Subscription:
         self._queue: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(maxsize)
         self._on_close = on_close
         self._closed = False
+
+    def mark_missed(self) -> None:
+        """Events for these topics may have been lost: count it and wake the reader."""
+        if self._closed:
+            return
+        self.dropped += 1
+        self.deliver(min(self.topics, default=""), MISSED)
 
     def deliver(self, topic: str, event: Event) -> None:
         if self._closed:
@@ -164,6 +177,9 @@ class RedisBus:
         self.link = link if link is not None else RedisLink()
         # True while the pub/sub connection is subscribed to every wanted topic.
         self._connected = False
+        # Set when the connection is lost: events published meanwhile never arrive.
+        self._gap = False
+        self._connect_timeout = max(_CONNECT_TIMEOUT, 4 * self.link.timeout)
 
     @property
     def connected(self) -> bool:
@@ -200,6 +216,7 @@ class RedisBus:
 
     def _lost(self, what: str, exc: BaseException) -> None:
         self._connected = False
+        self._gap = True
         self.link.failed(f"bus {what}", exc)
 
     async def start(self) -> None:
@@ -210,21 +227,51 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
 
     async def _connect(self) -> bool:
-        """A fresh pub/sub connection subscribed to every topic wanted now."""
-        async with self._lock:
-            old, self._pubsub = self._pubsub, self._redis.pubsub(ignore_subscribe_messages=True)
+        """A fresh pub/sub connection subscribed to every topic wanted now.
+
+        The network work happens outside the lock, so subscribers arriving while a
+        hung Redis times out are not held up; topics they add meanwhile are subscribed
+        under the lock once Redis has answered.
+        """
+        pubsub = self._redis.pubsub()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                wanted = set(self._fanout.subscribers)
+                await pubsub.subscribe(self._prefix + "_", *(self._prefix + t for t in wanted))
+                # SUBSCRIBE only sends (a pooled socket to a dead server takes it); the
+                # first confirmation proves that Redis answers on this connection.
+                while True:
+                    reply = await pubsub.get_message(timeout=self._connect_timeout)
+                    if reply is None:
+                        raise TimeoutError("no SUBSCRIBE confirmation")
+                    if reply.get("type") == "subscribe":
+                        break
+                pubsub.ignore_subscribe_messages = True
+                async with self._lock:
+                    fresh = [t for t in self._fanout.subscribers if t not in wanted]
+                    if fresh:
+                        await pubsub.subscribe(*(self._prefix + t for t in fresh))
+                    old, self._pubsub = self._pubsub, pubsub
+                    self._connected = True
+        except REDIS_DOWN_ERRORS as exc:
             with contextlib.suppress(Exception):
-                await old.aclose()  # type: ignore[no-untyped-call]
-            channels = [self._prefix + "_", *(self._prefix + t for t in self._fanout.subscribers)]
-            try:
-                async with asyncio.timeout(_CONNECT_TIMEOUT):
-                    await self._pubsub.subscribe(*channels)
-            except REDIS_DOWN_ERRORS as exc:
-                self._lost("connect", exc)
-                return False
-            self._connected = True
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._lost("connect", exc)
+            return False
+        with contextlib.suppress(Exception):
+            await old.aclose()  # type: ignore[no-untyped-call]
         self.link.succeeded()
+        if self._gap:
+            self._gap = False
+            self._mark_missed()
         return True
+
+    def _mark_missed(self) -> None:
+        subs = {sub for group in self._fanout.subscribers.values() for sub in group}
+        for sub in subs:
+            sub.mark_missed()
+        if subs:
+            log.warning("redis bus: %d subscriptions told they may have missed events", len(subs))
 
     async def _read_loop(self) -> None:
         delay = _RECONNECT_MIN

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from mangahub.redislink import REDIS_DOWN_ERRORS, RedisLink
 
@@ -142,9 +143,13 @@ class RedisCache:
         return result
 
     async def ping(self) -> None:
-        """Asks Redis itself (readiness must see the truth); a success reopens the gate."""
+        """Asks Redis itself (readiness must see the truth); a success reopens the gate.
+        While the link is down its background probe is the truth: a hung Redis must
+        not make every readiness check wait for the timeout."""
+        if not self.link.usable():
+            raise redis.exceptions.ConnectionError(f"redis unreachable ({self.link.reason})")
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(self.link.timeout):
                 await self._redis.ping()
         except REDIS_DOWN_ERRORS as exc:
             self.link.failed("ping", exc)

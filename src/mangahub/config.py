@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Prefix for every Redis key and channel, so several deployments (or test
     # runs) can share one Redis server without seeing each other.
     redis_namespace: str = "mangahub"
+    # Seconds one Redis call (connect or reply) may take; past it Redis counts as away
+    # and requests stop waiting on it until a background ping succeeds.
+    redis_timeout: float = Field(0.5, gt=0, le=30)
     jwt_secret: SecretStr | None = None
     internal_token: SecretStr | None = None
     admin_password: SecretStr | None = None

@@ -33,7 +33,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -404,7 +404,11 @@ class Hub:
 
     async def _room_pump(self, room: _Room) -> None:
         """Bus → members. Never awaits a client."""
+        missed = room.subscription.dropped
         async for _, event in room.subscription:
+            if room.subscription.dropped != missed:
+                missed = room.subscription.dropped
+                self._tell_missed(room.members, room.room_id)
             kind = event.get("type")
             if kind == presence_sync.SYNC_TYPE:
                 await self._on_sync(room, event)
@@ -480,12 +484,21 @@ class Hub:
     # -- progress ---------------------------------------------------------------------
 
     async def _progress_pump(self, feed: _UserFeed) -> None:
+        missed = feed.subscription.dropped
         async for _, event in feed.subscription:
+            if feed.subscription.dropped != missed:
+                missed = feed.subscription.dropped
+                self._tell_missed(feed.clients, None)
             if event.get("type") != "progress" or not isinstance(event.get("data"), dict):
                 continue
             text = protocol.encode({"type": "progress", "data": _progress_data(event["data"])})
             for client in list(feed.clients):
                 client.offer(text)
+
+    def _tell_missed(self, clients: Iterable[Client], room_id: int | None) -> None:
+        text = protocol.encode(protocol.missed(room_id))
+        for client in list(clients):
+            client.offer(text)
 
     async def _publish(self, room_id: int, event: Event) -> None:
         # Notices and presence are best effort: a bus outage must not fail a join.

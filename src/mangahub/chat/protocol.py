@@ -190,6 +190,18 @@ def left_text(username: str) -> str:
     return f"{username} left the chat"
 
 
+def missed(room_id: int | None) -> dict[str, Any]:
+    """Events may have been lost (the server lost its bus for a while): with a room,
+    chat messages (join again for the history); without, the user's own progress and
+    notifications (read them again over HTTP)."""
+    what = "chat messages" if room_id is not None else "progress and notification events"
+    return {
+        "type": "missed",
+        "room_id": room_id,
+        "message": f"some {what} may have been missed; fetch them again",
+    }
+
+
 def presence(room_id: int, users: Iterable[str]) -> dict[str, Any]:
     return {"type": "presence", "room_id": room_id, "users": sorted(users)}
 

@@ -522,7 +522,9 @@ class _Connection(asyncio.Protocol):
     async def _push_loop(self, subscription: Subscription) -> None:
         async for _topic, event in subscription:
             if subscription.dropped:
-                self.abort("fell behind on progress events; the client must sync")
+                # Fell behind, or the bus lost events in an outage: a client resyncs
+                # (``sync``) after every reconnect, which brings what it missed.
+                self.abort("missed progress events; the client must sync")
                 return
             if event.get("type") != "progress" or event.get("origin") == self.session_id:
                 continue
