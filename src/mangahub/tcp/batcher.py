@@ -12,8 +12,11 @@ One writer task per process keeps arrival order: two writes of one user are
 committed in the order they were submitted, so the later one wins and gets the
 higher version.
 
-A batch that fails as a whole (say one row references a manga that was just
-deleted) is retried one write at a time, so one bad write cannot sink the others.
+A batch that one row made fail (an integrity or data error: say a row references a
+manga that was just deleted) is retried one write at a time, so one bad write cannot
+sink the others. A batch that failed because the database is unavailable fails as a
+whole at once: retrying each write alone would only make every one of them wait for
+the connect timeout again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from sqlalchemy.exc import DataError, IntegrityError
 
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import InternalError, MangaHubError, Unavailable
@@ -134,8 +139,15 @@ class ProgressBatcher:
         if self._write_many is not None and len(batch) > 1:
             try:
                 results = await self._write_many([p.write for p in batch])
-            except Exception:
+            except (IntegrityError, DataError):
                 log.warning("progress batch of %d failed; retrying one by one", len(batch))
+            except Exception as exc:
+                error = exc if isinstance(exc, MangaHubError) else _unexpected(exc)
+                if not isinstance(exc, MangaHubError):
+                    log.exception("progress batch of %d failed", len(batch))
+                for pending in batch:
+                    _fail(pending, error)
+                return
             else:
                 self.transactions += 1
                 self.writes += len(batch)
