@@ -1,9 +1,9 @@
 """The catalog: series, genres and chapters; ranked search; bulk imports.
 
-Every writer of series rows that must pick slugs or match source ids (imports,
-the bundled seed, admin creates) takes the *catalog lock* first, so two processes
-starting at once, or a sync job racing an admin, never pick the same slug or insert
-the same MangaDex series twice.
+Every writer of series rows (imports, the bundled seed, admin creates, edits and
+deletes) takes the *catalog lock* first, so two processes starting at once, or a sync
+job racing an admin, never pick the same slug, insert the same MangaDex series twice,
+or write back a series over an edit made meanwhile.
 """
 
 from __future__ import annotations
@@ -368,6 +368,9 @@ class CatalogService:
         changes = {name: getattr(data, name) for name in data.model_fields_set}
         _check_update(changes)
         async with self._db.session() as s:
+            # An import reads a series, merges and writes it back whole: without the
+            # lock an edit committed in between would be overwritten.
+            await _lock_catalog(s, self._db.dialect)
             manga = await load_manga(s, manga_id)
             if "genre_ids" in changes:
                 manga.genres = await _genres_by_id(s, changes.pop("genre_ids"))
@@ -386,6 +389,7 @@ class CatalogService:
         deleted = None
         if valid_id(manga_id):
             async with self._db.session() as s:
+                await _lock_catalog(s, self._db.dialect)  # not under an import's feet
                 stmt = delete(Manga).where(Manga.id == manga_id).returning(Manga.id)
                 deleted = await s.scalar(stmt)
         if deleted is None:
