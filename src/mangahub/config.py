@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -15,6 +16,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from mangahub.privatefiles import create_exclusive, make_private_dir
 
 DEFAULT_CONFIG_FILE = Path("mangahub.toml")
 
@@ -111,7 +114,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def ensure_secrets(settings: Settings) -> Settings:
     """Fill unset secrets from files in the data dir, generating them on first start."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     updates: dict[str, SecretStr] = {}
     for name in ("jwt_secret", "internal_token"):
         if getattr(settings, name) is None:
@@ -120,12 +123,14 @@ def ensure_secrets(settings: Settings) -> Settings:
 
 
 def _read_or_create_secret(path: Path) -> str:
-    if path.is_file():
-        value = path.read_text().strip()
-        if value:
+    for _ in range(3):
+        with contextlib.suppress(FileNotFoundError):
+            value = path.read_text().strip()
+            if value:
+                return value
+            # An empty file (a crash of an old version mid-write): start over.
+            path.unlink(missing_ok=True)
+        value = secrets.token_urlsafe(48)
+        if create_exclusive(path, value + "\n"):
             return value
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-    return value
+    raise RuntimeError(f"could not create or read {path}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mangahub.domain.errors import Unavailable
+from mangahub.privatefiles import make_private_dir
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Seconds to open a PostgreSQL connection and to run one statement.
@@ -38,6 +41,7 @@ class Database:
         if url.startswith("sqlite"):
             # One writer at a time is SQLite's rule; wait for the lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30}
+            _create_private_file(make_url(url).database)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_timeout=10)
             if make_url(url).get_driver_name() == "asyncpg":
@@ -113,6 +117,19 @@ def _server_unavailable(exc: DBAPIError) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)
     return isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES)
+
+
+def _create_private_file(database: str | None) -> None:
+    """Create a new SQLite file owner-only (0600) before SQLite does with the umask's
+    mode; its WAL and shared-memory files copy the mode of the database file."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
