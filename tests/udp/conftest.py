@@ -44,6 +44,8 @@ class UdpClient(asyncio.DatagramProtocol):
         # would lose them for this subscription (a real client handles them too).
         self._held: deque[dict[str, Any]] = deque()
         self._transport: asyncio.DatagramTransport | None = None
+        # From the last SUBSCRIBED; echoed by PING, ACK and UNSUBSCRIBE.
+        self.nonce: str | None = None
 
     @classmethod
     async def open(cls, address: Address, *, lossy: bool = False) -> UdpClient:
@@ -78,7 +80,12 @@ class UdpClient(asyncio.DatagramProtocol):
         return str(host), int(port)
 
     def send(self, message: dict[str, Any] | bytes) -> None:
+        """Dicts of the nonce-echoing types carry the nonce (``"nonce": None``: not)."""
         assert self._transport is not None
+        if isinstance(message, dict) and message.get("type") in ("PING", "ACK", "UNSUBSCRIBE"):
+            message = {"nonce": self.nonce, **message}
+            if message["nonce"] is None:
+                del message["nonce"]
         self._transport.sendto(message if isinstance(message, bytes) else orjson.dumps(message))
 
     async def _next(self) -> dict[str, Any]:
@@ -130,7 +137,11 @@ class UdpClient(asyncio.DatagramProtocol):
             self._held.extendleft(reversed(held))
 
     async def subscribe(self, token: str) -> dict[str, Any]:
+        """SUBSCRIBE, then answer from this address (a PING echoing the nonce), which
+        starts the notifications."""
         reply = await self.request({"type": "SUBSCRIBE", "token": token}, "SUBSCRIBED")
+        self.nonce = reply.get("nonce")
+        await self.request({"type": "PING"}, "PONG")
         return reply
 
     async def notifications(

@@ -62,9 +62,23 @@ def subscribed_hub(user: uuid.UUID, address: tuple[str, int] = A, **limits: Any)
     hub.receive_datagram(dumps({"type": "SUBSCRIBE", "token": "t"}), address, 0.0)
     assert hub.take_events() == [SubscribeRequested("t", address)]
     assert hub.accept(user, address, 0.0)
-    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user)}, address)]
+    [(reply, to)] = out(hub)
+    assert to == address and reply == {"type": "SUBSCRIBED", "user_id": str(user), **nonce(reply)}
+    assert hub.take_events() == []  # nothing before the address answers
+    answer(hub, address, 0.0)
     assert hub.take_events() == [BacklogWanted(user, 0)]
     return hub
+
+
+def nonce(reply: dict[str, Any]) -> dict[str, str]:
+    assert isinstance(reply.get("nonce"), str) and len(reply["nonce"]) >= 16
+    return {"nonce": reply["nonce"]}
+
+
+def answer(hub: NotificationHub, address: tuple[str, int], now: float) -> None:
+    """The client's first datagram after SUBSCRIBED (a client without nonces: a PING)."""
+    hub.receive_datagram(b'{"type":"PING"}', address, now)
+    assert [reply for reply, _ in out(hub)][-1:] == [{"type": "PONG", "subscribed": True}]
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -187,6 +201,7 @@ def test_expiry_after_silence_and_ping_renews() -> None:
     quiet, chatty = uuid.uuid4(), uuid.uuid4()
     hub = subscribed_hub(quiet, A, subscriber_ttl=300)
     hub.accept(chatty, B, 0.0)
+    answer(hub, B, 0.0)
     hub.take_events()
     hub.datagrams_to_send()
     assert hub.next_deadline() == 300
@@ -205,16 +220,20 @@ def test_expiry_after_silence_and_ping_renews() -> None:
 
 def test_resubscribe_from_new_address_takes_over() -> None:
     """NAT rebinding or a second device: the latest SUBSCRIBE's address wins, and what
-    is in flight is re-sent there at once with a fresh retry budget."""
+    is in flight is re-sent there with a fresh retry budget once the new address has
+    answered."""
     user = uuid.uuid4()
     hub = subscribed_hub(user, A)
     assert hub.send_notification(user, fields(1), 0.0)
     out(hub)
     assert hub.accept(user, B, 1.0)
-    sent = out(hub)
-    assert [m["type"] for m, _ in sent] == ["SUBSCRIBED", "NOTIFICATION"]
-    assert all(address == B for _, address in sent)
+    assert [(m["type"], address) for m, address in out(hub)] == [("SUBSCRIBED", B)]
     assert hub.user_at(A) is None and hub.user_at(B) == user
+    assert hub.take_events() == []
+    hub.receive_datagram(b'{"type":"PING"}', B, 1.0)
+    sent = out(hub)
+    assert [m["type"] for m, _ in sent] == ["NOTIFICATION", "PONG"]
+    assert all(address == B for _, address in sent)
     assert hub.take_events() == [BacklogWanted(user, 0)]
     hub.on_timer(3.0)  # first retry after 2 s, to the new address
     assert [(m["id"], address) for m, address in out(hub)] == [(1, B)]
@@ -228,7 +247,9 @@ def test_address_taken_over_by_another_user() -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
     hub = subscribed_hub(first, A)
     assert hub.accept(second, A, 1.0)
-    assert hub.take_events() == [SubscriberGone(first, "replaced"), BacklogWanted(second, 0)]
+    assert hub.take_events() == [SubscriberGone(first, "replaced")]
+    answer(hub, A, 1.0)
+    assert hub.take_events() == [BacklogWanted(second, 0)]
     assert not hub.send_notification(first, fields(1), 1.0)
 
 
@@ -384,7 +405,8 @@ def test_subscribed_carries_whole_seconds_left_on_the_token() -> None:
     user = uuid.uuid4()
     hub = NotificationHub()
     assert hub.accept(user, A, 10.0, expires_in=59.7)
-    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 59}, A)]
+    [(reply, _)] = out(hub)
+    assert reply == {"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 59, **nonce(reply)}
     assert hub.next_deadline() == pytest.approx(69.7)  # before the 300 s of silence
 
 
@@ -392,6 +414,7 @@ def test_subscription_ends_with_its_token_and_ping_does_not_renew_it() -> None:
     user = uuid.uuid4()
     hub = NotificationHub()
     hub.accept(user, A, 0.0, expires_in=30.0)
+    answer(hub, A, 0.0)
     hub.take_events()
     out(hub)
     hub.receive_datagram(b'{"type":"PING"}', A, 29.0)
@@ -435,14 +458,18 @@ def test_renewal_moves_the_expiry_and_sends_nothing_again() -> None:
     user = uuid.uuid4()
     hub = NotificationHub()
     hub.accept(user, A, 0.0, expires_in=30.0)
+    [(first, _)] = out(hub)
+    answer(hub, A, 0.0)
     assert hub.take_events() == [BacklogWanted(user, 0)]
     assert hub.send_notification(user, fields(1), 0.0)
     out(hub)
     hub.receive_datagram(dumps({"type": "SUBSCRIBE", "token": "fresh"}), A, 1.0)
     assert hub.take_events() == [SubscribeRequested("fresh", A)]
     assert hub.accept(user, A, 1.0, expires_in=60.0)
-    # Only the confirmation: no backlog, and what is in flight keeps its schedule.
-    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 60}, A)]
+    # Only the confirmation (same nonce): no backlog, what is in flight keeps its schedule.
+    assert out(hub) == [
+        ({"type": "SUBSCRIBED", "user_id": str(user), "expires_in": 60, **nonce(first)}, A)
+    ]
     assert hub.take_events() == []
     hub.on_timer(2.0)  # the first re-send, 2 s after the first send
     assert [(m["id"], address) for m, address in out(hub)] == [(1, A)]
@@ -467,8 +494,11 @@ def test_another_users_token_from_the_address_takes_it_over_with_its_own_expiry(
     hub.take_events()
     out(hub)
     hub.accept(bob, A, 1.0, expires_in=100.0)
-    assert hub.take_events() == [SubscriberGone(alice, "replaced"), BacklogWanted(bob, 0)]
-    assert out(hub) == [({"type": "SUBSCRIBED", "user_id": str(bob), "expires_in": 100}, A)]
+    assert hub.take_events() == [SubscriberGone(alice, "replaced")]
+    [(reply, _)] = out(hub)
+    assert reply == {"type": "SUBSCRIBED", "user_id": str(bob), "expires_in": 100, **nonce(reply)}
+    answer(hub, A, 1.0)
+    assert hub.take_events() == [BacklogWanted(bob, 0)]
     assert not hub.send_notification(alice, fields(1), 2.0)
     hub.on_timer(11.0)  # alice's token deadline: nobody there any more to expire
     assert out(hub) == [] and hub.user_at(A) == bob
@@ -483,6 +513,7 @@ def test_expired_subscription_comes_back_with_its_backlog() -> None:
     out(hub)
     hub.take_events()
     hub.accept(user, A, 6.0, expires_in=900.0)
+    answer(hub, A, 6.0)
     assert hub.take_events() == [BacklogWanted(user, 0)]
     assert hub.send_notification(user, fields(1), 6.0)  # a new subscription: sent again
 
@@ -561,3 +592,79 @@ def test_every_notification_fits(
         assert message.startswith(kept)
     else:
         assert decoded["message"] == message and decoded["title"] == title
+
+
+# --- spoofed source addresses ------------------------------------------------------------
+
+
+def echoing_hub(user: uuid.UUID, address: tuple[str, int] = A) -> tuple[NotificationHub, str]:
+    """A subscription whose client echoes the nonce (as MangaHub's own clients do)."""
+    hub = NotificationHub()
+    assert hub.accept(user, address, 0.0)
+    [(reply, _)] = out(hub)
+    hub.receive_datagram(dumps({"type": "PING", "nonce": reply["nonce"]}), address, 0.0)
+    assert out(hub) == [({"type": "PONG", "subscribed": True}, address)]
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+    return hub, reply["nonce"]
+
+
+def test_a_forged_subscribe_gets_the_victim_one_reply_and_no_backlog() -> None:
+    """SUBSCRIBE with the forger's own token and the victim's source address: the
+    victim's socket gets SUBSCRIBED, nothing else, however long it stays silent."""
+    forger = uuid.uuid4()
+    hub = NotificationHub()
+    assert hub.accept(forger, A, 0.0)
+    assert [m["type"] for m, _ in out(hub)] == ["SUBSCRIBED"]
+    assert hub.take_events() == []  # the backlog is not even read
+    for nid in range(1, 11):
+        assert hub.send_notification(forger, fields(nid), 0.0)  # live ones are held too
+    for now in (2.0, 6.0, 14.0, 30.0, 299.0):
+        hub.on_timer(now)
+    assert out(hub) == []
+    hub.on_timer(300.0)
+    assert hub.take_events() == [SubscriberGone(forger, "expired")]
+
+
+def test_held_notifications_go_out_once_the_address_answers_with_the_nonce() -> None:
+    user = uuid.uuid4()
+    hub = NotificationHub()
+    assert hub.accept(user, A, 0.0)
+    [(reply, _)] = out(hub)
+    assert hub.send_notification(user, fields(1), 0.0)
+    assert out(hub) == []
+    hub.receive_datagram(dumps({"type": "PING", "nonce": "not-the-nonce"}), A, 1.0)
+    assert out(hub) == [] and hub.stats.spoofed == 1  # a wrong nonce gets no reply
+    hub.receive_datagram(dumps({"type": "PING", "nonce": reply["nonce"]}), A, 1.0)
+    assert [m["type"] for m, _ in out(hub)] == ["NOTIFICATION", "PONG"]
+    assert hub.take_events() == [BacklogWanted(user, 0)]
+
+
+def test_acks_and_unsubscribes_without_the_nonce_are_ignored() -> None:
+    """Notification ids are sequential, so a forger can guess them: an ACK must carry
+    the nonce only the subscribed address has seen."""
+    user = uuid.uuid4()
+    hub, secret = echoing_hub(user)
+    assert hub.send_notification(user, fields(1), 1.0)
+    out(hub)
+    for forged in ({"type": "ACK", "id": 1}, {"type": "ACK", "id": 1, "nonce": "guess"}):
+        hub.receive_datagram(dumps(forged), A, 1.5)
+    for forged in ({"type": "UNSUBSCRIBE"}, {"type": "UNSUBSCRIBE", "nonce": "guess"}):
+        hub.receive_datagram(dumps(forged), A, 1.5)
+    assert out(hub) == [] and hub.take_events() == [] and hub.stats.spoofed == 4
+    hub.on_timer(3.0)  # still unacknowledged: re-sent
+    assert [m["id"] for m, _ in out(hub)] == [1]
+    hub.receive_datagram(dumps({"type": "ACK", "id": 1, "nonce": secret}), A, 3.5)
+    assert hub.take_events() == [AckAccepted(user, 1)]
+    hub.receive_datagram(dumps({"type": "UNSUBSCRIBE", "nonce": secret}), A, 4.0)
+    assert out(hub) == [({"type": "UNSUBSCRIBED"}, A)]
+    assert hub.take_events() == [SubscriberGone(user, "unsubscribed")]
+
+
+def test_a_new_subscription_gets_a_new_nonce() -> None:
+    user = uuid.uuid4()
+    hub, first = echoing_hub(user, A)
+    assert hub.accept(user, B, 1.0)
+    [(reply, _)] = out(hub)
+    assert reply["nonce"] != first
+    hub.receive_datagram(dumps({"type": "PING", "nonce": first}), B, 1.0)
+    assert out(hub) == []  # the old nonce proves nothing about the new address

@@ -52,6 +52,7 @@ async def test_subscribe_receive_ack_marks_delivered(
     udp = await open_client()
     subscribed = await udp.subscribe(reader.access_token)
     assert subscribed.pop("expires_in") > 0  # checked closely in test_session_lifetime
+    assert subscribed.pop("nonce") == udp.nonce
     assert subscribed == {"type": "SUBSCRIBED", "user_id": reader.id}
 
     assert await new_chapter(trigger, manga_id, title, 12.5, 12) == 1
@@ -474,3 +475,28 @@ async def test_many_subscribers_fan_out(
     ids = [m[0]["id"] for m in messages]
     assert len(set(ids)) == count
     await wait_delivered(runtime, *ids)
+
+
+async def test_an_address_that_never_answers_gets_no_backlog(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    runtime: Runtime,
+    open_client: OpenClient,
+    trigger: httpx.AsyncClient,
+) -> None:
+    """What a SUBSCRIBE forged with a victim's source address looks like from the
+    victim's socket: one SUBSCRIBED, then silence, although the forger's account has
+    undelivered notifications (and would get them re-sent)."""
+    forger = await make_user()
+    manga_id, title = await new_series(runtime)
+    await follow(client, forger, manga_id)
+    assert await new_chapter(trigger, manga_id, title, 3, 2) == 1
+    victim = await open_client()
+    victim.send({"type": "SUBSCRIBE", "token": forger.access_token})
+    assert (await victim.recv())["type"] == "SUBSCRIBED"
+    await victim.expect_silence(2.5)  # past the first re-send
+    # The real client answers with the nonce and gets its backlog at once.
+    owner = await open_client()
+    await owner.subscribe(forger.access_token)
+    [note] = await owner.notifications(1)
+    assert note["manga_id"] == manga_id

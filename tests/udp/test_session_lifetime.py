@@ -284,3 +284,31 @@ async def test_cli_listener_subscribes_again_when_its_token_runs_out(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_cli_listener_subscribes_again_at_once_after_a_server_shutdown(
+    runtime: Runtime, make_user: MakeUser
+) -> None:
+    """ "server shutting down; SUBSCRIBE again": the listener does so at once (a
+    replacement is starting), not at its next PING a minute later."""
+    reader = await make_user()
+    tokens = ShortTokens(runtime, reader, 600)
+    user_id = uuid.UUID(reader.id)
+    first = UdpServer(runtime, "127.0.0.1", 0, UdpConfig())
+    await first.start()
+    port = first.address[1]
+    listener, task = await listen_in_background(first, tokens)
+    try:
+        await first.stop(5)
+        await asyncio.sleep(0.5)  # the replacement takes a moment to start
+        second = UdpServer(runtime, "127.0.0.1", port, UdpConfig())
+        await second.start()
+        try:
+            await wait_for(lambda: second.hub.subscriber(user_id) is not None, timeout=10)
+            assert not task.done()
+        finally:
+            await second.stop(5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert listener.nonce is not None

@@ -43,6 +43,8 @@ app = typer.Typer(help="Real-time notifications over UDP.", no_args_is_help=True
 
 ATTEMPTS: Final = 5
 REPLY_TIMEOUT: Final = 1.0
+# After "server shutting down": rounds of ATTEMPTS SUBSCRIBEs (about a minute in all).
+RESUBSCRIBE_ATTEMPTS: Final = 12
 REMEMBERED_IDS: Final = 1024
 INBOX: Final = 1024
 
@@ -100,6 +102,9 @@ class Listener:
         self.sock = _Socket()
         self.renew_at: float | None = None
         """When to renew the subscription (loop clock), from the last SUBSCRIBED."""
+        self.nonce: str | None = None
+        """From the last SUBSCRIBED: PING, ACK and UNSUBSCRIBE echo it, proving they
+        come from this socket (a forged one is ignored by the server)."""
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -154,6 +159,10 @@ class Listener:
                 f"subscription refused: {reply.get('message', code)}",
                 EXIT_AUTH if code == "unauthorized" else EXIT_UNAVAILABLE,
             )
+        nonce = reply.get("nonce")
+        self.nonce = nonce if isinstance(nonce, str) else None  # None: an older server
+        # Answer at once: the server sends nothing else until this address has.
+        self.send("PING")
         expires_in = reply.get("expires_in")
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
             delay = max(RENEW_FLOOR, renew_after(expires_in))
@@ -164,7 +173,7 @@ class Listener:
 
     async def unsubscribe(self) -> None:
         for _ in range(3):
-            self.sock.send({"type": "UNSUBSCRIBE"})
+            self.send("UNSUBSCRIBE")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     while (await self.sock.inbox.get()).get("type") != "UNSUBSCRIBED":
@@ -190,6 +199,11 @@ class Listener:
                     await self.subscribe()  # the server dropped us (restart, expiry)
                 elif message.get("type") == "ERROR" and message.get("code") == "UNAUTHORIZED":
                     await self.subscribe(force_refresh=True)
+                elif message.get("type") == "ERROR" and message.get("code") == "UNAVAILABLE":
+                    # "server shutting down; SUBSCRIBE again": a replacement (or another
+                    # replica) takes over within seconds; do not wait for the next PING.
+                    self.handle(message)
+                    await self.resubscribe(stop)
                 else:
                     self.handle(message)
             else:
@@ -197,8 +211,28 @@ class Listener:
             if self.renew_at is not None and loop.time() >= self.renew_at:
                 await self.subscribe()  # a fresh token renews the subscription in place
             if loop.time() >= next_ping:
-                self.sock.send({"type": "PING"})
+                self.send("PING")
                 next_ping = loop.time() + self.ping_interval
+
+    def send(self, kind: str, **fields: Any) -> None:
+        message = {"type": kind, **fields}
+        if self.nonce is not None:
+            message["nonce"] = self.nonce
+        self.sock.send(message)
+
+    async def resubscribe(self, stop: asyncio.Event) -> None:
+        """SUBSCRIBE again until a server answers (it may be restarting), or stop."""
+        for attempt in range(RESUBSCRIBE_ATTEMPTS):
+            if stop.is_set():
+                return
+            try:
+                await self.subscribe()
+            except CliError:
+                if attempt == RESUBSCRIBE_ATTEMPTS - 1:
+                    raise
+                continue
+            info("subscribed again")
+            return
 
     def handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -206,7 +240,7 @@ class Listener:
             nid = message.get("id")
             if isinstance(nid, int):
                 # ACK every copy: a copy means our last ACK may have been lost.
-                self.sock.send({"type": "ACK", "id": nid})
+                self.send("ACK", id=nid)
                 if nid in self.seen:
                     return
                 self.seen.append(nid)

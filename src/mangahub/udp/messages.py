@@ -43,19 +43,24 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """``{"type":"PING"}``."""
+    """``{"type":"PING","nonce":…}``; ``nonce`` (from SUBSCRIBED) optional."""
+
+    nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    """``{"type":"UNSUBSCRIBE"}``."""
+    """``{"type":"UNSUBSCRIBE","nonce":…}``."""
+
+    nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """``{"type":"ACK","id":N}``."""
+    """``{"type":"ACK","id":N,"nonce":…}``."""
 
     id: int
+    nonce: str | None = None
 
 
 ClientMessage: TypeAlias = Subscribe | Ping | Unsubscribe | Ack
@@ -89,9 +94,9 @@ def parse_datagram(data: bytes) -> ClientMessage:
                 raise BadDatagram('SUBSCRIBE needs "token": the access token')
             return Subscribe(token)
         case "PING":
-            return Ping()
+            return Ping(_nonce(message))
         case "UNSUBSCRIBE":
-            return Unsubscribe()
+            return Unsubscribe(_nonce(message))
         case "ACK":
             nid = message.get("id")
             # bool is an int in Python, never an id on the wire.
@@ -99,8 +104,20 @@ def parse_datagram(data: bytes) -> ClientMessage:
                 raise BadDatagram('ACK needs "id": an integer')
             if not 1 <= nid <= MAX_NOTIFICATION_ID:
                 raise BadDatagram('ACK "id" out of range')
-            return Ack(nid)
+            return Ack(nid, _nonce(message))
     raise BadDatagram(f"unknown message type {kind[:40]!r}")
+
+
+MAX_NONCE: Final = 64
+
+
+def _nonce(message: Mapping[str, Any]) -> str | None:
+    nonce = message.get("nonce")
+    if nonce is None:
+        return None
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE:
+        raise BadDatagram(f'"nonce" must be the string from SUBSCRIBED (≤ {MAX_NONCE} chars)')
+    return nonce
 
 
 # --- server messages -------------------------------------------------------------------
@@ -110,10 +127,16 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message)
 
 
-def subscribed_message(user_id: uuid.UUID, expires_in: int | None = None) -> bytes:
+def subscribed_message(
+    user_id: uuid.UUID, expires_in: int | None = None, nonce: str | None = None
+) -> bytes:
     """``expires_in``: whole seconds left on the token that (re)subscribed; relative,
-    so the client's clock does not matter. Absent only for a token without expiry."""
+    so the client's clock does not matter. Absent only for a token without expiry.
+    ``nonce``: what the client's later PING, ACK and UNSUBSCRIBE echo, proving they
+    come from the address that received this reply."""
     message: dict[str, Any] = {"type": "SUBSCRIBED", "user_id": str(user_id)}
+    if nonce is not None:
+        message["nonce"] = nonce
     if expires_in is not None:
         message["expires_in"] = expires_in
     return encode(message)

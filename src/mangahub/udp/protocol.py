@@ -12,13 +12,14 @@ codec (parsing, encoding, trimming) is ``messages.py``.
 Inbound datagrams and what they get back:
 
 ================================  =================================================
-``SUBSCRIBE {token}``             ``SUBSCRIBED {expires_in}`` then the backlog, or
-                                  ``ERROR``; from the address the user is subscribed
-                                  at, a renewal: ``SUBSCRIBED`` only
-``PING``                          ``PONG`` (``subscribed`` tells whether this address
+``SUBSCRIBE {token}``             ``SUBSCRIBED {expires_in, nonce}`` (the backlog once
+                                  the address has answered), or ``ERROR``; from the
+                                  address the user is subscribed at, a renewal:
+                                  ``SUBSCRIBED`` only
+``PING {nonce}``                  ``PONG`` (``subscribed`` tells whether this address
                                   is a live subscription; it renews it if so)
-``UNSUBSCRIBE``                   ``UNSUBSCRIBED`` (also when nothing was subscribed)
-``ACK {id}``                      nothing; ``ERROR UNAUTHORIZED`` if not subscribed
+``UNSUBSCRIBE {nonce}``           ``UNSUBSCRIBED`` (also when nothing was subscribed)
+``ACK {id, nonce}``               nothing; ``ERROR UNAUTHORIZED`` if not subscribed
 larger than 8 KiB, not JSON, not  ``ERROR BAD_REQUEST`` (never parsed past the size
 an object, unknown type, wrong    check; the reply is smaller than the request, so
 field types                       it cannot amplify)
@@ -42,6 +43,17 @@ drops the subscription (undelivered notifications stay stored for the next
 SUBSCRIBE). Expiry is checked by the timer sweep (a heap of deadlines, no timer per
 subscriber) and again before anything is sent to or taken from the subscriber.
 
+Spoofing: a datagram's source address proves nothing, so SUBSCRIBED carries a random
+``nonce`` that only the real address sees. Later PING, ACK and UNSUBSCRIBE echo it;
+one with a wrong nonce is ignored without a reply. Nothing but SUBSCRIBED goes to a
+new address before it has *answered*: a datagram echoing the nonce (a client sends a
+PING at once). So a SUBSCRIBE forged with a victim's address (and the forger's own
+token) gets the victim one small reply, never a backlog with its re-sends. A client
+that never echoes a nonce (written before it existed) keeps working: its first PING
+counts as the answer (its notifications start then) and its ACKs and UNSUBSCRIBEs are
+taken without one, unprotected; once a subscription has echoed a nonce, it is
+required.
+
 Delivery: each NOTIFICATION is re-sent, byte for byte, until ACKed or
 ``RetryPolicy.max_attempts`` sends were made (exponential backoff). An ACK counts
 only for an id this subscription was sent, so a guessed or foreign id changes
@@ -52,6 +64,8 @@ back with the next subscription (a renewal does not read the backlog again).
 from __future__ import annotations
 
 import heapq
+import hmac
+import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -223,6 +237,12 @@ class Subscriber:
     """Where the next page of the backlog starts, when the last page was full."""
     token_expires: float | None = None
     """When the access token of the latest SUBSCRIBE runs out (hub clock); None: never."""
+    nonce: str = ""
+    """Sent in SUBSCRIBED; later datagrams echo it (see "Spoofing")."""
+    answered: bool = False
+    """The address has answered SUBSCRIBED: notifications may go to it."""
+    echoes: bool = False
+    """The client has echoed the nonce once: datagrams without it are refused."""
 
 
 @dataclass(slots=True)
@@ -234,6 +254,7 @@ class HubStats:
     acked: int = 0
     gave_up: int = 0
     errors_suppressed: int = 0
+    spoofed: int = 0
     rejected_full: int = 0
     tokens_expired: int = 0
 
@@ -322,10 +343,13 @@ class NotificationHub:
         user_id = self._by_address.get(address)
         if user_id is not None:
             sub = self._subscribers[user_id]
-            if self._token_valid(sub, now):
+            if not self._token_valid(sub, now):
+                user_id = None  # the timer had not swept it yet: it is gone now
+            elif isinstance(message, Subscribe) or self._genuine(sub, message, now):
                 self._touch(sub, now)
             else:
-                user_id = None  # the timer had not swept it yet: it is gone now
+                self.stats.spoofed += 1
+                return  # no reply: it would go to whoever the sender pretends to be
         match message:
             case Subscribe(token):
                 self._events.append(SubscribeRequested(token, address))
@@ -362,7 +386,9 @@ class NotificationHub:
             # keeps its retry schedule and the backlog is not read again.
             self._touch(sub, now)
             self._set_token_expiry(sub, now, expires_in)
-            self._outgoing.append((subscribed_message(user_id, _whole(expires_in)), address))
+            self._outgoing.append(
+                (subscribed_message(user_id, _whole(expires_in), sub.nonce), address)
+            )
             return True
         if sub is None:
             if len(self._subscribers) >= self.limits.max_subscribers:
@@ -381,16 +407,15 @@ class NotificationHub:
             self._by_address.pop(sub.address, None)
             sub.address = address
             sub.sent = OrderedDict.fromkeys(sub.pending, False)
+            for pending in sub.pending.values():
+                pending.sends, pending.due = 0, 0.0  # held until the new address answers
         self._by_address[address] = user_id
         self._touch(sub, now)
         self._set_token_expiry(sub, now, expires_in)
         sub.backlog_cursor = None
-        self._outgoing.append((subscribed_message(user_id, _whole(expires_in)), address))
-        for nid, pending in list(sub.pending.items()):
-            pending.sends = 0  # the new address gets the full retry budget
-            self._outgoing.append((pending.payload, address))
-            self._schedule(sub, nid, pending, now)
-        self._events.append(BacklogWanted(user_id, 0))
+        sub.nonce = secrets.token_urlsafe(12)
+        sub.answered = sub.echoes = False
+        self._outgoing.append((subscribed_message(user_id, _whole(expires_in), sub.nonce), address))
         return True
 
     def reject(self, address: Address, code: UdpErrorCode, message: str, now: float) -> None:
@@ -420,10 +445,11 @@ class NotificationHub:
         while len(sub.sent) > self.limits.remembered_per_user:
             sub.sent.popitem(last=False)
         self.stats.notifications_sent += 1
-        self._outgoing.append((payload, sub.address))
         pending = _Pending(payload, 0, 0.0)
         sub.pending[nid] = pending
-        self._schedule(sub, nid, pending, now)
+        if sub.answered:  # else held: sent when the address answers
+            self._outgoing.append((payload, sub.address))
+            self._schedule(sub, nid, pending, now)
         return True
 
     def backlog_loaded(self, user_id: uuid.UUID, next_after: int | None) -> None:
@@ -512,6 +538,30 @@ class NotificationHub:
             sub = self._subscribers.get(user_id)
             if sub is not None and sub.token_expires == expires:
                 self._token_valid(sub, now)
+
+    def _genuine(self, sub: Subscriber, message: ClientMessage, now: float) -> bool:
+        """Does ``message`` (from ``sub``'s address) come from the subscribed client?"""
+        nonce = getattr(message, "nonce", None)
+        if nonce is not None:
+            if not hmac.compare_digest(nonce.encode(), sub.nonce.encode()):
+                return False
+            sub.echoes = True
+        elif sub.echoes:
+            return False
+        elif not isinstance(message, Ping):
+            return True  # a client without nonces: taken on trust, as it always was
+        if not sub.answered:
+            self._answered(sub, now)
+        return True
+
+    def _answered(self, sub: Subscriber, now: float) -> None:
+        """The address is the client's: send what was held, and read the backlog."""
+        sub.answered = True
+        for nid, pending in list(sub.pending.items()):
+            pending.sends = 0
+            self._outgoing.append((pending.payload, sub.address))
+            self._schedule(sub, nid, pending, now)
+        self._events.append(BacklogWanted(sub.user_id, 0))
 
     def _touch(self, sub: Subscriber, now: float) -> None:
         sub.last_seen = now

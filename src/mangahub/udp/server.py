@@ -153,7 +153,7 @@ class _Feed:
                 log.warning("udp: bus probe failed for %s", self.user_id, exc_info=True)
             self.ready.set()
             self._dropped = subscription.dropped
-            while True:
+            while not self._stopping:
                 _topic, event = await subscription.get()
                 self._on_event(subscription, event)
         except EOFError:
@@ -179,6 +179,10 @@ class _Feed:
                             if event == probe:
                                 return
                             self._on_event(subscription, event)
+                if self._stopping:
+                    # On Python 3.11 a cancel that lands as the timeout fires comes
+                    # out as TimeoutError; the stop must not be lost with it.
+                    raise EOFError("feed stopped")
 
     def _on_event(self, subscription: Subscription, event: Mapping[str, Any]) -> None:
         if subscription.dropped != self._dropped:
