@@ -151,7 +151,7 @@ async def test_chapter_beyond_the_series_and_long_device_are_invalid(
         )
     )
     assert beyond.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"at most {total}" in beyond.details()
+    assert f"below {total + 1}" in beyond.details()
     long_device = await _error(
         stub.UpdateProgress(
             manga_pb2.ProgressUpdateRequest(manga_id=manga_id, chapter=1, device="d" * 101),

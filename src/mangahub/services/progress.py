@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import Event, EventBus
+from mangahub.domain.chapters import beyond_count
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import ProgressPublic
@@ -220,10 +221,10 @@ async def _check_against_manga(
             outcomes[i] = manga_not_found(write.manga_id)
             continue
         total = totals[write.manga_id]
-        if total is not None and write.chapter > total:
+        if total is not None and beyond_count(write.chapter, total):
             outcomes[i] = ValidationFailed(
                 f"chapter {write.chapter:g} is beyond this manga's {total} chapters",
-                details=[{"field": "chapter", "message": f"at most {total}"}],
+                details=[{"field": "chapter", "message": f"below {total + 1}"}],
             )
 
 

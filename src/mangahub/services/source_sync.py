@@ -9,7 +9,6 @@ dialect, so running a check twice stores and notifies nothing the second time.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mangahub.domain.chapters import chapters_counted
 from mangahub.services.catalog import build_search_text
 from mangahub.services.notifications import NotificationService
 from mangahub.sources.models import SourceChapter, SourceManga
@@ -126,7 +126,7 @@ class SourceSyncService:
                 .values(last_chapter_check_at=now, updated_at=Manga.updated_at)
                 .execution_options(synchronize_session=False)
             )
-            newest = max((math.floor(r["number"]) for r in rows), default=0)
+            newest = max((chapters_counted(r["number"]) for r in rows), default=0)
             if newest > 0:
                 await s.execute(
                     update(Manga)
