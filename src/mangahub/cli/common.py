@@ -30,8 +30,12 @@ GrpcOpt = Annotated[
     str | None,
     typer.Option("--grpc", help="gRPC address host:port (default: server host, port 8083)."),
 ]
+# metavar="": an on/off flag, shown without a "<bool>" value in the help.
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
+    bool,
+    typer.Option(
+        "--json", metavar="", help="Print machine-readable JSON on stdout instead of tables."
+    ),
 ]
 
 

@@ -53,6 +53,31 @@ app.add_typer(sync_cli.app, name="sync")
 app.add_typer(chat_cli.app, name="chat")
 app.add_typer(sources_cli.app, name="sources")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mangahub import __version__
+
+        typer.echo(f"mangahub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """MangaHub: a self-hosted manga tracker."""
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file (default: ./mangahub.toml if present)."),

@@ -23,7 +23,7 @@ app = typer.Typer(help="New-chapter and catalog notifications.", no_args_is_help
 @app.command("list")
 @handle_errors
 def list_notifications(
-    unread: Annotated[bool, typer.Option("--unread", help="Only unread ones.")] = False,
+    unread: Annotated[bool, typer.Option("--unread", metavar="", help="Only unread ones.")] = False,
     page: Annotated[int, typer.Option("--page", min=1)] = 1,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 20,
     server: ServerOpt = None,
@@ -66,7 +66,9 @@ def read(
     notification_id: Annotated[
         int | None, typer.Argument(help="Notification id (omit with --all).", min=1)
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Mark every notification read.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", metavar="", help="Mark every notification read.")
+    ] = False,
     server: ServerOpt = None,
     json: JsonOpt = False,
 ) -> None:

@@ -68,7 +68,7 @@ def sync(
         typer.Option("--config", "-c", help="TOML config file (default: ./mangahub.toml)."),
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log each request retry.")
+        bool, typer.Option("--verbose", "-v", metavar="", help="Log each request retry.")
     ] = False,
 ) -> None:
     """Run a source's sync jobs now, with a progress bar."""
