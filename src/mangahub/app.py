@@ -6,10 +6,12 @@ that need it; nothing below keeps a module-level connection.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -18,6 +20,7 @@ from mangahub.cache import Cache, MemoryCache, RedisCache
 from mangahub.config import Settings, ensure_secrets
 from mangahub.logs import apply_format as apply_log_format
 from mangahub.metrics import MetricsEndpoint
+from mangahub.privatefiles import create_exclusive
 from mangahub.redislink import RedisLink, open_client
 from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
@@ -54,6 +57,9 @@ class Runtime:
     federated: FederatedSearch
     # One client per enabled external source, shared by federated search and sync jobs.
     sources: SourceClients
+    # Set when this start created user ``admin`` with a generated password; shown by
+    # ``serve`` once it is listening (a failed start must not show and lose it).
+    generated_admin_password: str | None = None
 
     async def check_ready(self) -> dict[str, str]:
         """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
@@ -68,6 +74,11 @@ class Runtime:
             except Exception as exc:  # readiness reports, it never raises
                 status[name] = f"error: {type(exc).__name__}"
         return status
+
+
+def admin_password_file(settings: Settings) -> Path:
+    """Where a generated admin password is kept for the operator (mode 0600)."""
+    return settings.data_dir / "admin_password"
 
 
 @asynccontextmanager
@@ -127,8 +138,9 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
                 settings.admin_password.get_secret_value() if settings.admin_password else None
             )
             if password is not None:
-                # Printed once, on the first start only: the operator must keep it.
-                print(f"Created user 'admin' with generated password: {password}", flush=True)
+                # Kept for the operator (owner-only file) until they delete it.
+                create_exclusive(admin_password_file(settings), password + "\n")
+                runtime = dataclasses.replace(runtime, generated_admin_password=password)
         await bus.start()
         if settings.metrics_port is not None:
             metrics_endpoint = MetricsEndpoint(settings.host, settings.metrics_port)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,18 @@ class _UvicornServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 class HttpServer:
@@ -79,7 +92,13 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server._serve(), name=f"{self.name}-server")
+        # Bound here, not by uvicorn: a port in use is then an OSError saying so,
+        # instead of uvicorn's log line and SystemExit.
+        config = self._server.config
+        sock = _bind_tcp(config.host, config.port)
+        self._task = asyncio.create_task(
+            self._server._serve(sockets=[sock]), name=f"{self.name}-server"
+        )
         while not self._server.started:
             if self._task.done():
                 await self._task  # surfaces the bind error

@@ -25,6 +25,7 @@ from mangahub.cli import sync as sync_cli
 from mangahub.cli import udp as udp_cli
 
 if TYPE_CHECKING:
+    from mangahub.app import Runtime
     from mangahub.config import Settings
     from mangahub.servers import Part
 
@@ -124,7 +125,29 @@ def serve(
         typer.secho(f"error: part {part!r} is unknown; choose from {', '.join(PARTS)}", err=True)
         raise typer.Exit(2)
     parts: tuple[Part, ...] = (part,) if part else PARTS
-    _run(_serve(settings, parts))
+    try:
+        _run(_serve(settings, parts))
+    except OSError as exc:
+        # Above all "address already in use": one line the operator can act on.
+        typer.secho(f"error: cannot start: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _show_admin_password(runtime: Runtime) -> None:
+    """Once serving: the generated admin password (first start), or where it is kept
+    while its file exists."""
+    from mangahub.app import admin_password_file
+
+    kept = admin_password_file(runtime.settings)
+    password = runtime.generated_admin_password
+    if password is not None:
+        print(
+            f"Created user 'admin' with generated password: {password} "
+            f"(also in {kept}, readable by you only; delete it once stored elsewhere)",
+            flush=True,
+        )
+    elif kept.is_file():
+        print(f"The password of user 'admin' is kept in {kept}; delete it once stored", flush=True)
 
 
 async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
@@ -140,6 +163,7 @@ async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
             host, port = server.address
             # One parseable line per listener: scripts (and tests using port 0) read these.
             print(f"mangahub {server.name} listening on {host}:{port}", flush=True)
+        _show_admin_password(runtime)
         await stop.wait()
         print("mangahub shutting down", flush=True)
 
