@@ -56,6 +56,10 @@ def error_message(response: httpx.Response) -> tuple[str, str]:
         field, why = first.get("field"), first.get("message")
         if why:
             message = f"{message}: {field}: {why}" if field else f"{message}: {why}"
+    retry_after = response.headers.get("Retry-After", "")
+    if code == "rate_limited" and retry_after.isdigit():
+        # The server says how long; "try again later" alone leaves the user guessing.
+        message = f"{message} (retry in {int(retry_after)} s)"
     return code, message
 
 
