@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from mangahub.cli.output import EXIT_BAD_INPUT, CliError
 
@@ -76,9 +76,18 @@ def normalize_server(url: str) -> str:
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise CliError(f"invalid server URL {url!r} (expected http://host:port)", EXIT_BAD_INPUT)
-    return url
+    # One spelling per server (logins are stored by it): scheme and host are case-
+    # insensitive, a trailing slash means nothing.
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
 def parse_hostport(value: str, default_host: str, what: str) -> tuple[str, int]:

@@ -1,4 +1,4 @@
-"""How the CLI words the server's error envelope (unit tests of api.error_message)."""
+"""How the CLI words server errors and spells server URLs (unit tests of one function each)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def test_a_rate_limit_says_when_to_retry() -> None:
 def test_without_retry_after_the_message_is_the_servers() -> None:
     response = envelope(503, "unavailable", "database unavailable; retry later")
     assert error_message(response) == ("unavailable", "database unavailable; retry later")
+
+
+def test_one_server_has_one_spelling() -> None:
+    from mangahub.cli.paths import normalize_server
+
+    same = {
+        normalize_server(url)
+        for url in (
+            "http://localhost:8084",
+            "HTTP://LocalHost:8084/",
+            "localhost:8084",
+            " http://LOCALHOST:8084// ",
+        )
+    }
+    assert same == {"http://localhost:8084"}
+    assert normalize_server("https://[::1]:8084/") == "https://[::1]:8084"
