@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Running needs the runtime dependencies only; the development tools (linters, test
+# runners) come with the first target that needs them.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
 .PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean proto proto-check
@@ -11,10 +14,16 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(RUNTIME_STAMP)
 
 ## run: serve every part on the embedded default (SQLite + bundled catalog under ./data)
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	$(BIN)/mangahub serve
 
 ## test: the whole suite on SQLite + in-process bus and on PostgreSQL + Redis, side by side
