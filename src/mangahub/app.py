@@ -134,9 +134,20 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
                 added = await catalog.seed_bundled()
                 if added:
                     log.info("catalog: loaded %d bundled series", added)
-            password = await runtime.auth.ensure_admin(
+            configured = (
                 settings.admin_password.get_secret_value() if settings.admin_password else None
             )
+            password = await runtime.auth.ensure_admin(configured)
+            if (
+                password is None
+                and configured
+                and await runtime.auth.admin_password_differs(configured)
+            ):
+                log.warning(
+                    "admin_password is set but user 'admin' already exists with another "
+                    "password, which is kept; to change it run `mangahub users "
+                    "reset-password admin --password-from-config`"
+                )
             if password is not None:
                 # Kept for the operator (owner-only file) until they delete it.
                 create_exclusive(admin_password_file(settings), password + "\n")

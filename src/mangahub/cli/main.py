@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance (runs server-side).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="User accounts (runs server-side).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 app.add_typer(auth_cli.app, name="auth")
 app.add_typer(manga_cli.app, name="manga")
 app.add_typer(library_cli.app, name="library")
@@ -166,6 +168,47 @@ async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
         _show_admin_password(runtime)
         await stop.wait()
         print("mangahub shutting down", flush=True)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    name: Annotated[str, typer.Argument(help="The user's name (e.g. admin).")],
+    from_config: Annotated[
+        bool,
+        typer.Option(
+            "--password-from-config",
+            metavar="",
+            help="Use the configured admin_password instead of generating one.",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set a new password for NAME (printed once) and end all of NAME's sessions."""
+    from mangahub.app import build_runtime
+    from mangahub.domain.errors import MangaHubError
+
+    settings = _settings(config)
+    given = None
+    if from_config:
+        if settings.admin_password is None:
+            typer.secho("error: admin_password is not set", fg="red", err=True)
+            raise typer.Exit(2)
+        given = settings.admin_password.get_secret_value()
+
+    async def work() -> str:
+        async with build_runtime(settings, bootstrap=False) as runtime:
+            return await runtime.auth.reset_password(name, given)
+
+    try:
+        password = _run(work())
+    except MangaHubError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if given is None:
+        typer.echo(f"New password of {name}: {password}")
+    else:
+        typer.echo(f"Password of {name} set from admin_password")
+    typer.echo("Every session of the user was ended.")
 
 
 @db_app.command("migrate")

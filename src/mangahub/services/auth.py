@@ -307,6 +307,37 @@ class AuthService:
             return None
         return generated
 
+    async def reset_password(self, username: str, password: str | None) -> str:
+        """Set a user's password (an operator's recovery; generated when not given) and
+        end their sessions (every refresh token revoked). Returns the new password."""
+        password = password or secrets.token_urlsafe(16)
+        password_hash = await hash_password(password, self._settings.bcrypt_rounds)
+        async with self._db.session() as s:
+            user_id = await s.scalar(
+                update(User)
+                .where(func.lower(User.username) == username.strip().lower())
+                .values(password_hash=password_hash)
+                .returning(User.id)
+            )
+            if user_id is None:
+                raise NotFound(f"no user named {username!r}")
+            await s.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user_id, RefreshToken.revoked.is_(False))
+                .values(revoked=True)
+                .execution_options(synchronize_session=False)
+            )
+        return password
+
+    async def admin_password_differs(self, password: str) -> bool:
+        """True when user ``admin`` exists with a password other than ``password``
+        (a configured ``admin_password`` only applies when the admin is created)."""
+        async with self._db.session() as s:
+            stored = await s.scalar(
+                select(User.password_hash).where(func.lower(User.username) == ADMIN_USERNAME)
+            )
+        return stored is not None and not await verify_password(password, stored)
+
     async def _admin_exists(self) -> bool:
         async with self._db.session() as s:
             found = await s.scalar(
