@@ -429,11 +429,17 @@ _Key = tuple[uuid.UUID, int]
 
 async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [_check_write(w) for w in writes]
+    series = await _load_series(
+        s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
+    )
+    for i, write in enumerate(writes):
+        if outcomes[i] is None:
+            outcomes[i] = _check_against_series(write, series.get(write.manga_id))
+    # Only writes that passed so far take a version (and lock their user's row).
     versions = await _take_versions(s, writes, outcomes)
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
     await _lock_manga(s, scored)
-    series = await _load_series(s, {w.manga_id for w in accepted})
     current = await _load_entries(s, {(w.user_id, w.manga_id) for w in accepted})
     now = utcnow()
     today = now.date()
@@ -442,12 +448,9 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
         if outcomes[i] is not None:
             continue
         key = (write.user_id, write.manga_id)
-        manga = series.get(write.manga_id)
-        if manga is None:
-            outcomes[i] = manga_not_found(write.manga_id)
-            continue
+        manga = series[write.manga_id]
         before = current.get(key)
-        problem = _check_presence(write, before is not None) or _check_against_series(write, manga)
+        problem = _check_presence(write, before is not None)
         if problem is not None:
             outcomes[i] = problem
             continue
@@ -485,6 +488,8 @@ def _check_write(write: EntryWrite) -> MangaHubError | None:
     if not valid_id(write.manga_id):
         return manga_not_found(write.manga_id)
     problems = check_changes(write.changes)
+    if write.mode is WriteMode.UPDATE and not write.changes:
+        problems.append({"field": "body", "message": "name at least one field to change"})
     if write.device is not None and len(write.device) > MAX_DEVICE_LENGTH:
         problems.append({"field": "device", "message": f"at most {MAX_DEVICE_LENGTH} characters"})
     return ValidationFailed("invalid reading entry", details=problems) if problems else None
@@ -498,8 +503,11 @@ def _check_presence(write: EntryWrite, present: bool) -> MangaHubError | None:
     return None
 
 
-def _check_against_series(write: EntryWrite, manga: Manga) -> MangaHubError | None:
-    """ValidationFailed for a chapter beyond the series' known chapter count."""
+def _check_against_series(write: EntryWrite, manga: Manga | None) -> MangaHubError | None:
+    """NotFound for an unknown series; ValidationFailed for a chapter beyond its known
+    chapter count."""
+    if manga is None:
+        return manga_not_found(write.manga_id)
     chapter = write.changes.get("chapter")
     total = manga.total_chapters
     if chapter is not None and total is not None and chapter > total:
