@@ -293,7 +293,7 @@ def _progress_changes(
 def _ordering(sort_by: EntrySort, desc: bool) -> list[ColumnElement[Any]]:
     column: Any = {
         EntrySort.UPDATED: ReadingEntry.updated_at,
-        EntrySort.TITLE: Manga.title,
+        EntrySort.TITLE: func.lower(Manga.title),
         EntrySort.SCORE: ReadingEntry.score,
         EntrySort.PROGRESS: ReadingEntry.chapter,
         EntrySort.ADDED: ReadingEntry.added_at,
@@ -444,6 +444,7 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
     now = utcnow()
     today = now.date()
     stored: dict[_Key, dict[str, Any]] = {}
+    done: dict[int, dict[str, Any]] = {}
     for i, write in enumerate(writes):
         if outcomes[i] is not None:
             continue
@@ -464,9 +465,8 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
             version=versions[i],
         )
         current[key] = stored[key] = entry
-        outcomes[i] = EntryPublic(
-            manga_id=write.manga_id, manga=MangaSummary.model_validate(manga), **entry
-        )
+        # A snapshot: later writes of the same entry in this batch change ``current``.
+        done[i] = dict(entry)
     if stored:
         rows = [_row(key, entry) for key, entry in stored.items()]
         await s.execute(
@@ -480,6 +480,12 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
         )
     for manga_id in scored:
         await _recompute_average(s, manga_id)
+        if manga_id in series:
+            await s.refresh(series[manga_id], ["average_rating"])
+    summaries = {m.id: MangaSummary.model_validate(m) for m in series.values()}
+    for i, entry in done.items():
+        manga_id = writes[i].manga_id
+        outcomes[i] = EntryPublic(manga_id=manga_id, manga=summaries[manga_id], **entry)
     # Every write has its outcome by now; the filter only narrows the type.
     return [o for o in outcomes if o is not None]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import BeforeValidator
 
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.schemas import EntryAdd, EntryPublic, EntryUpdate, Page
@@ -26,6 +27,8 @@ DeviceHeader = Annotated[
         description="Name of the device (default: http).",
     ),
 ]
+# Query values are strings; enum-valued filters ignore case, as SPEC asks.
+_ANY_CASE = BeforeValidator(str.lower)
 _NOT_LISTED: dict[int | str, dict[str, Any]] = {404: {"description": "Not in the library"}}
 
 
@@ -35,11 +38,13 @@ async def list_library(
     runtime: RuntimeDep,
     paging: PageParams,
     status_: Annotated[
-        ReadingStatus | None, Query(alias="status", description="Only this status.")
+        ReadingStatus | None,
+        Query(alias="status", description="Only this status (any case)."),
+        _ANY_CASE,
     ] = None,
     q: Annotated[str | None, Query(max_length=200, description="Title contains.")] = None,
-    sort_by: EntrySort = EntrySort.UPDATED,
-    order: Literal["asc", "desc"] | None = None,
+    sort_by: Annotated[EntrySort, _ANY_CASE] = EntrySort.UPDATED,
+    order: Annotated[Literal["asc", "desc"] | None, _ANY_CASE] = None,
 ) -> Page[EntryPublic]:
     """My list, each entry with its series; by default most recently updated first."""
     entries, total = await runtime.reading_list.list(
