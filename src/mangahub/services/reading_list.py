@@ -32,7 +32,7 @@ from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import Event, EventBus
-from mangahub.domain.enums import MangaStatus, ReadingStatus
+from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
 from mangahub.services._common import (
@@ -73,14 +73,6 @@ class WriteMode(StrEnum):
     UPSERT = "upsert"  # progress, score: creates the entry when missing
     ADD = "add"  # Conflict when the entry exists
     UPDATE = "update"  # NotFound when the entry is missing
-
-
-class EntrySort(StrEnum):
-    UPDATED = "updated"
-    TITLE = "title"
-    SCORE = "score"
-    PROGRESS = "progress"
-    ADDED = "added"
 
 
 class ProgressWriteLike(Protocol):

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BeforeValidator
 
-from mangahub.domain.enums import ReadingStatus
+from mangahub.domain.enums import EntrySort, ReadingStatus
 from mangahub.domain.schemas import EntryAdd, EntryPublic, EntryUpdate, Page
 from mangahub.http.deps import CurrentUser, PageParams, RuntimeDep
-from mangahub.services.reading_list import MAX_DEVICE_LENGTH, EntrySort
+from mangahub.services.reading_list import MAX_DEVICE_LENGTH
 
 router = APIRouter(
     tags=["library"], responses={401: {"description": "Missing or invalid access token"}}
