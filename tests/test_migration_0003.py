@@ -6,9 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -17,7 +15,7 @@ from sqlalchemy.engine import Connection
 from mangahub.storage.database import Database, alembic_config
 from mangahub.storage.models import ReadingEntry
 from mangahub.storage.types import UTCDateTime
-from tests.conftest import BACKEND, PG_ADMIN_DSN
+from tests.test_catalog import fresh_database_url  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -79,32 +77,13 @@ ALICE, BOB, CAROL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+async def db(fresh_database_url: str) -> AsyncIterator[Database]:  # noqa: F811
     """A fresh, empty database of this run's backend."""
-    if BACKEND != "postgres":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'migrate.db'}")
-        try:
-            yield database
-        finally:
-            await database.close()
-        return
-    name = f"mangahub_migrate_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    host = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
-    database = Database(f"postgresql+asyncpg://{host}/{name}")
+    database = Database(fresh_database_url)
     try:
         yield database
     finally:
         await database.close()
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def _upgrade(db: Database, revision: str) -> None:

@@ -170,8 +170,7 @@ class ReadingListService:
     async def rate(self, user_id: uuid.UUID, manga_id: int, score: int) -> RatingPublic:
         """Set the entry's score (1–10), listing the series when it is not listed."""
         entry = await self.write(EntryWrite(user_id, manga_id, {"score": score}))
-        assert entry.score is not None
-        return RatingPublic(manga_id=manga_id, score=entry.score, updated_at=entry.updated_at)
+        return RatingPublic(manga_id=manga_id, score=score, updated_at=entry.updated_at)
 
     async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[Outcome]:
         """The TCP group commit: many progress writes in one transaction."""
