@@ -250,7 +250,8 @@ Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
 
 
 class EntryPublic(Schema):
-    """One reading entry: the reader's list row, their progress and their score."""
+    """One reading entry: the reader's list row, their progress and their score. The
+    progress view (PUT/GET /api/users/progress, TCP, WS) is this same object."""
 
     manga_id: int
     status: ReadingStatus
@@ -294,18 +295,6 @@ class EntryAdd(EntryUpdate):
 
     def changes(self) -> dict[str, Any]:
         return {k: v for k, v in super().changes().items() if k != "manga_id"}
-
-
-class ProgressView(Schema):
-    """The progress view of an entry (what older progress clients read)."""
-
-    manga_id: int
-    chapter: float
-    volume: int
-    status: ReadingStatus
-    version: int
-    device: str | None
-    updated_at: datetime
 
 
 class ProgressIn(Input):
