@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -103,6 +104,19 @@ async def test_rating_an_unknown_manga_is_not_found(
 ) -> None:
     user = await make_user()
     assert_error(await rate(client, user, UNKNOWN_MANGA, 5), 404, "not_found")
+
+
+async def test_concurrent_scores_are_all_counted(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    users = [await make_user() for _ in range(8)]
+    manga_id = await new_manga(runtime)
+    scores = [1, 2, 3, 4, 7, 8, 9, 10]
+    responses = await asyncio.gather(
+        *(rate(client, user, manga_id, score) for user, score in zip(users, scores, strict=True))
+    )
+    assert [r.status_code for r in responses] == [200] * 8
+    assert await stored_rating(runtime, manga_id) == (5.5, 8)
 
 
 async def test_the_rating_is_the_entrys_score(
