@@ -156,7 +156,7 @@ def _str(value: object) -> str | None:
 def _id(value: object, title: str | None, field: str) -> int | None:
     if value is None:
         return None
-    return values.count(value, title=title, field=field) or None
+    return values.source_id(value, title=title, field=field)
 
 
 def _format(media: Mapping[str, Any], split: MangaFormat | None) -> MangaFormat | None:

@@ -104,7 +104,7 @@ def _fields(elem: Element) -> dict[str, str]:
 
 def _entry(f: dict[str, str]) -> ImportedEntry:
     title = values.clean_text(f.get("manga_title"), limit=values.MAX_TITLE)
-    mal_id = values.count(f.get("manga_mangadb_id"), title=title, field="manga_mangadb_id") or None
+    mal_id = values.source_id(f.get("manga_mangadb_id"), title=title, field="manga_mangadb_id")
     if title is None:
         if mal_id is None:
             raise ListValueError("an entry has neither an id nor a title", field="manga", value="")

@@ -61,15 +61,13 @@ def _entry(raw: Mapping[str, Any]) -> ImportedEntry:
         series=SeriesRef(
             title=title,
             alt_titles=alt_titles,
-            mal_id=_opt_count(manga.get("mal_id"), title, "mal_id") or None,
-            anilist_id=_opt_count(manga.get("anilist_id"), title, "anilist_id") or None,
-            mangadex_id=values.clean_text(
-                _text(manga.get("mangadex_id"), title, "mangadex_id"), limit=64
-            ),
+            mal_id=values.source_id(manga.get("mal_id"), title=title, field="mal_id"),
+            anilist_id=values.source_id(manga.get("anilist_id"), title=title, field="anilist_id"),
+            mangadex_id=_mangadex_id(manga.get("mangadex_id"), title),
             total_chapters=_opt_count(manga.get("total_chapters"), title, "total_chapters"),
             volumes=_opt_count(manga.get("volumes"), title, "volumes"),
             format=None if fmt is None else _enum(MangaFormat, fmt, title, "format"),
-            local_id=_opt_count(manga.get("id"), title, "manga.id") or None,
+            local_id=values.source_id(manga.get("id"), title=title, field="manga.id"),
         ),
         status=status,
         chapter=values.chapter(raw.get("chapter"), title=title),
@@ -84,6 +82,13 @@ def _entry(raw: Mapping[str, Any]) -> ImportedEntry:
         updated_at=values.iso_datetime(raw.get("updated_at"), title=title, field="updated_at"),
         device=values.clean_text(_text(raw.get("device"), title, "device"), limit=100),
     )
+
+
+def _mangadex_id(value: object, title: str) -> str | None:
+    text = values.clean_text(_text(value, title, "mangadex_id"), limit=100)
+    if text is not None and len(text) > 36:
+        raise ListValueError("not a MangaDex id", title=title, field="mangadex_id", value=text)
+    return text
 
 
 def _text(value: object, title: str | None, field: str) -> str | None:

@@ -13,6 +13,7 @@ from mangahub.lists.errors import ListValueError
 
 MAX_CHAPTER = 100_000
 MAX_COUNT = 1_000_000
+MAX_ID = 2**31 - 1
 MAX_TITLE = 500
 MAX_NOTES = 10_000
 
@@ -43,6 +44,21 @@ def count(raw: object, *, title: str | None, field: str) -> int:
     if not 0 <= value <= MAX_COUNT:
         raise ListValueError("out of range", title=title, field=field, value=raw)
     return value
+
+
+def source_id(raw: object, *, title: str | None, field: str) -> int | None:
+    """A MAL or AniList id: a positive integer that fits the 32-bit id columns."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise ListValueError("not an id", title=title, field=field, value=raw)
+    try:
+        value = int(raw.strip()) if isinstance(raw, str) else int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ListValueError("not an id", title=title, field=field, value=raw) from None
+    if not 0 <= value <= MAX_ID:
+        raise ListValueError("id out of range", title=title, field=field, value=raw)
+    return value or None
 
 
 def optional_count(raw: object, *, title: str | None, field: str) -> int | None:
