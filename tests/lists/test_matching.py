@@ -30,8 +30,9 @@ def test_normalized_title_and_alt_titles() -> None:
     assert match_entry(INDEX, SeriesRef("Wan Piisu", alt_titles=("ワンピース",))) == (2, "title")
 
 
-def test_an_ambiguous_title_matches_nothing() -> None:
-    assert match_entry(INDEX, SeriesRef("twins")) is None
+def test_a_shared_title_names_the_exact_one_else_the_oldest() -> None:
+    assert match_entry(INDEX, SeriesRef("TWINS!")) == (5, "title")
+    assert match_entry(INDEX, SeriesRef("twins")) == (4, "title")
     assert match_entry(INDEX, SeriesRef("Unknown series", mal_id=5)) is None
     assert match_entry(INDEX, SeriesRef("!!!")) is None
 

@@ -27,13 +27,15 @@ class CatalogKey:
 
 @dataclass(slots=True)
 class MatchIndex:
-    """Lookups over the catalog. A title shared by two series matches neither: a
-    wrong match would put the reader's progress on another series."""
+    """Lookups over the catalog. Titles: an exact title names its series; a
+    normalized title shared by several series names the oldest of them (so importing
+    the same file twice never creates the series twice)."""
 
     by_mal: dict[int, int] = field(default_factory=dict)
     by_anilist: dict[int, int] = field(default_factory=dict)
     by_mangadex: dict[str, int] = field(default_factory=dict)
-    by_title: dict[str, int | None] = field(default_factory=dict)
+    by_exact: dict[str, int] = field(default_factory=dict)
+    by_title: dict[str, int] = field(default_factory=dict)
     titles_of: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
@@ -50,11 +52,11 @@ class MatchIndex:
             self.by_anilist.setdefault(row.anilist_id, row.id)
         if row.mangadex_id:
             self.by_mangadex.setdefault(row.mangadex_id.lower(), row.id)
+        self.by_exact[row.title] = min(self.by_exact.get(row.title, row.id), row.id)
         keys = frozenset(k for t in (row.title, *row.alt_titles) if (k := normalize_title(t)))
         self.titles_of[row.id] = keys
         for key in keys:
-            known = self.by_title.get(key, row.id)
-            self.by_title[key] = row.id if known == row.id else None
+            self.by_title[key] = min(self.by_title.get(key, row.id), row.id)
 
 
 def match_entry(index: MatchIndex, series: SeriesRef) -> tuple[int, MatchedBy] | None:
@@ -69,8 +71,9 @@ def match_entry(index: MatchIndex, series: SeriesRef) -> tuple[int, MatchedBy] |
         return index.by_anilist[series.anilist_id], "anilist_id"
     if series.mangadex_id and series.mangadex_id.lower() in index.by_mangadex:
         return index.by_mangadex[series.mangadex_id.lower()], "mangadex_id"
+    if series.title in index.by_exact:
+        return index.by_exact[series.title], "title"
     for key in [normalize_title(series.title), *sorted(titles)]:
-        found = index.by_title.get(key)
-        if found is not None:
-            return found, "title"
+        if key in index.by_title:
+            return index.by_title[key], "title"
     return None

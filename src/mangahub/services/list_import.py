@@ -28,7 +28,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import EventBus
@@ -38,7 +39,7 @@ from mangahub.domain.schemas import EntryPublic, Schema
 from mangahub.lists import CatalogKey, ImportedEntry, MatchIndex, match_entry, parse_list
 from mangahub.lists.errors import ListValueError
 from mangahub.lists.records import SeriesRef
-from mangahub.services._common import publish_after_commit, upsert
+from mangahub.services._common import publish_after_commit
 from mangahub.services.catalog import _lock_catalog as lock_catalog
 from mangahub.services.catalog import build_search_text, slugify, unique_slug
 from mangahub.services.reading_list import check_changes
@@ -48,7 +49,7 @@ from mangahub.storage.models import Manga, ReadingEntry, User
 from mangahub.storage.types import utcnow
 
 IMPORT_DEVICE = "import"
-# Rows per INSERT: 16 columns x 500 stays far below every driver's parameter limit.
+# Rows per statement and per publish batch.
 _CHUNK = 500
 _ENTRY_COLUMNS = (
     "status", "chapter", "volume", "score", "started_on", "finished_on", "rereads",
@@ -279,29 +280,34 @@ async def _fill_ids(
 ) -> None:
     """A matched series learns the MAL and AniList ids the file gives it when it has
     none and no other series holds them (later imports and MAL exports need them)."""
+    learned: dict[str, list[dict[str, int]]] = {"mal_id": [], "anilist_id": []}
     for plan in planned:
         key = keys.get(plan.manga_id)
         if key is None:
             continue  # created by this import, with the file's ids
         ref = plan.entry.series
-        changes: dict[str, int] = {}
         if key.mal_id is None and ref.mal_id is not None and ref.mal_id not in index.by_mal:
-            changes["mal_id"] = ref.mal_id
             index.by_mal[ref.mal_id] = plan.manga_id
+            learned["mal_id"].append({"m_id": plan.manga_id, "m_value": ref.mal_id})
         if (
             key.anilist_id is None
             and ref.anilist_id is not None
             and ref.anilist_id not in index.by_anilist
         ):
-            changes["anilist_id"] = ref.anilist_id
             index.by_anilist[ref.anilist_id] = plan.manga_id
-        if changes:
-            await s.execute(
-                update(Manga)
-                .where(Manga.id == plan.manga_id)
-                .values(**changes, updated_at=Manga.updated_at)
-                .execution_options(synchronize_session=False)
+            learned["anilist_id"].append({"m_id": plan.manga_id, "m_value": ref.anilist_id})
+    table = Manga.__table__
+    assert isinstance(table, Table)
+    conn = await s.connection()
+    for column, params in learned.items():
+        if params:
+            # One executemany per column; updated_at stays (a new id is not an edit).
+            stmt = (
+                table.update()
+                .where(table.c.id == bindparam("m_id"))
+                .values({column: bindparam("m_value"), "updated_at": table.c.updated_at})
             )
+            await conn.execute(stmt, params)
 
 
 async def _resolve(
@@ -423,16 +429,17 @@ async def _write_entries(
     first = last - len(rows) + 1
     for offset, row in enumerate(rows):
         row["version"] = first + offset
+    # One compiled statement, many parameter sets: the driver batches them.
+    table = ReadingEntry.__table__
+    assert isinstance(table, Table)
+    insert_ = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    stmt = insert_.on_conflict_do_update(
+        index_elements=["user_id", "manga_id"],
+        set_={name: insert_.excluded[name] for name in _ENTRY_COLUMNS},
+    )
+    conn = await s.connection()
     for start in range(0, len(rows), _CHUNK):
-        await s.execute(
-            upsert(
-                dialect,
-                ReadingEntry,
-                rows[start : start + _CHUNK],
-                keys=("user_id", "manga_id"),
-                update=_ENTRY_COLUMNS,
-            )
-        )
+        await conn.execute(stmt, rows[start : start + _CHUNK])
 
 
 async def _recompute_averages(s: AsyncSession, manga_ids: Iterable[int]) -> None:
