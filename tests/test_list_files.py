@@ -3,6 +3,7 @@ server on an ephemeral port), on both storage paths."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from tests.lists.helpers import (
     mal_entry,
     mal_file,
 )
+from tests.test_library import live_subscription
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +323,30 @@ async def test_one_mal_id_twice_under_two_titles_is_one_series(
     async with runtime.db.session() as s:
         holders = (await s.scalars(select(Manga.id).where(Manga.mal_id == mal_id))).all()
     assert len(holders) == 1
+
+
+async def test_written_entries_are_pushed_after_the_commit(
+    http: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    sub = await live_subscription(runtime.bus, f"progress:{user.id}")
+    try:
+        data = mal_file(
+            mal_entry(manga_mangadb_id="1", manga_title="<![CDATA[Pushed One]]>"),
+            mal_entry(manga_mangadb_id="0", manga_title="<![CDATA[Pushed Two]]>"),
+        )
+        # A dry run pushes nothing.
+        assert (await import_file(http, user, data, dry_run="true")).status_code == 200
+        assert (await import_file(http, user, data)).status_code == 200
+        events = []
+        async with asyncio.timeout(10):
+            while len(events) < 2:
+                _, event = await sub.get()
+                events.append(event)
+    finally:
+        await sub.close()
+    assert [e["type"] for e in events] == ["progress", "progress"]
+    for event in events:
+        r = await http.get(f"/api/library/{event['data']['manga_id']}", headers=user.headers)
+        assert event["data"] == r.json()
+    assert [e["data"]["version"] for e in events] == sorted(e["data"]["version"] for e in events)

@@ -29,57 +29,66 @@ def clean_text(value: str | None, *, limit: int) -> str | None:
     return text[:limit] if text else None
 
 
-def count(raw: object, *, title: str | None, field: str) -> int:
-    """A non-negative whole number; empty means 0."""
+def _numeric(
+    raw: object, *, whole: bool, low: float, high: float, what: str, title: str | None, field: str
+) -> float | None:
+    """``raw`` (text or JSON number) as a finite number in [low, high]; None when empty.
+    ``whole`` refuses fractions ("12.5" is no count)."""
     if raw is None or raw == "":
-        return 0
-    if isinstance(raw, bool):
-        raise ListValueError("not a count", title=title, field=field, value=raw)
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ListValueError(f"not {what}", title=title, field=field, value=raw)
     try:
-        value = int(raw.strip()) if isinstance(raw, str) else int(raw)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ListValueError("not a whole number", title=title, field=field, value=raw) from None
-    if isinstance(raw, float) and not raw.is_integer():
-        raise ListValueError("not a whole number", title=title, field=field, value=raw)
-    if not 0 <= value <= MAX_COUNT:
-        raise ListValueError("out of range", title=title, field=field, value=raw)
+        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except ValueError:
+        raise ListValueError(f"not {what}", title=title, field=field, value=raw) from None
+    if not math.isfinite(value) or (whole and not value.is_integer()):
+        raise ListValueError(f"not {what}", title=title, field=field, value=raw)
+    if not low <= value <= high:
+        raise ListValueError(f"{what} out of range", title=title, field=field, value=raw)
     return value
 
 
+def count(raw: object, *, title: str | None, field: str) -> int:
+    """A non-negative whole number; empty means 0."""
+    value = _numeric(
+        raw, whole=True, low=0, high=MAX_COUNT, what="a whole number", title=title, field=field
+    )
+    return int(value or 0)
+
+
 def source_id(raw: object, *, title: str | None, field: str) -> int | None:
-    """A MAL or AniList id: a positive integer that fits the 32-bit id columns."""
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, bool):
-        raise ListValueError("not an id", title=title, field=field, value=raw)
-    try:
-        value = int(raw.strip()) if isinstance(raw, str) else int(raw)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ListValueError("not an id", title=title, field=field, value=raw) from None
-    if not 0 <= value <= MAX_ID:
-        raise ListValueError("id out of range", title=title, field=field, value=raw)
-    return value or None
+    """A MAL or AniList id: a positive integer that fits the 32-bit id columns; 0 or
+    empty means none."""
+    value = _numeric(raw, whole=True, low=0, high=MAX_ID, what="an id", title=title, field=field)
+    return int(value) if value else None
 
 
 def optional_count(raw: object, *, title: str | None, field: str) -> int | None:
     """A count where 0 or empty means unknown (MAL's manga_chapters, manga_volumes)."""
-    value = count(raw, title=title, field=field)
-    return value or None
+    return count(raw, title=title, field=field) or None
 
 
 def chapter(raw: object, *, title: str | None, field: str = "chapter") -> float:
     """A decimal chapter number in [0, 100000]; empty means 0."""
-    if raw is None or raw == "":
-        return 0.0
-    if isinstance(raw, bool):
-        raise ListValueError("not a chapter number", title=title, field=field, value=raw)
-    try:
-        value = float(raw.strip()) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ListValueError("not a chapter number", title=title, field=field, value=raw) from None
-    if not math.isfinite(value) or not 0 <= value <= MAX_CHAPTER:
-        raise ListValueError("chapter out of range", title=title, field=field, value=raw)
-    return value
+    value = _numeric(
+        raw,
+        whole=False,
+        low=0,
+        high=MAX_CHAPTER,
+        what="a chapter number",
+        title=title,
+        field=field,
+    )
+    return value or 0.0
+
+
+def number(raw: object, *, title: str | None, field: str) -> float:
+    """A finite number (score fields, checked against their scale later); empty means 0."""
+    value = _numeric(
+        raw, whole=False, low=-math.inf, high=math.inf, what="a number", title=title, field=field
+    )
+    return value or 0.0
 
 
 def score_1_10(raw: float, *, scale: float, title: str | None, field: str = "score") -> int | None:
@@ -89,21 +98,6 @@ def score_1_10(raw: float, *, scale: float, title: str | None, field: str = "sco
     if raw == 0:
         return None
     return min(10, max(1, math.floor(raw * 10 / scale + 0.5)))
-
-
-def number(raw: object, *, title: str | None, field: str) -> float:
-    """A finite number (score fields); empty means 0."""
-    if raw is None or raw == "":
-        return 0.0
-    if isinstance(raw, bool):
-        raise ListValueError("not a number", title=title, field=field, value=raw)
-    try:
-        value = float(raw.strip()) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ListValueError("not a number", title=title, field=field, value=raw) from None
-    if not math.isfinite(value):
-        raise ListValueError("not a number", title=title, field=field, value=raw)
-    return value
 
 
 def fuzzy_date(

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mangahub.bus import EventBus
 from mangahub.domain.enums import MangaStatus
 from mangahub.domain.errors import NotFound
-from mangahub.domain.schemas import EntryPublic, Schema
+from mangahub.domain.schemas import EntryPublic, MangaSummary, Schema
 from mangahub.lists import CatalogKey, ImportedEntry, MatchIndex, match_entry, parse_list
 from mangahub.lists.errors import ListValueError
 from mangahub.lists.records import SeriesRef
@@ -45,7 +45,7 @@ from mangahub.services.catalog import build_search_text, slugify, unique_slug
 from mangahub.services.reading_list import check_changes
 from mangahub.sources.titles import normalize_title
 from mangahub.storage.database import Database
-from mangahub.storage.models import Manga, ReadingEntry, User
+from mangahub.storage.models import Genre, Manga, MangaGenre, ReadingEntry, User
 from mangahub.storage.types import utcnow
 
 IMPORT_DEVICE = "import"
@@ -129,18 +129,48 @@ class ListImportService:
     async def _publish(self, user_id: uuid.UUID, manga_ids: Sequence[int]) -> None:
         topic = f"progress:{user_id}"
         for start in range(0, len(manga_ids), _CHUNK):
-            chunk = manga_ids[start : start + _CHUNK]
             async with self._db.session() as s:
-                rows = (
-                    await s.scalars(
-                        select(ReadingEntry).where(
-                            ReadingEntry.user_id == user_id, ReadingEntry.manga_id.in_(chunk)
-                        )
-                    )
-                ).all()
-                events = [EntryPublic.model_validate(r).model_dump(mode="json") for r in rows]
+                events = await _entry_events(s, user_id, manga_ids[start : start + _CHUNK])
             for data in events:
                 await publish_after_commit(self._bus, topic, {"type": "progress", "data": data})
+
+
+# The columns of EntryPublic and of its series summary, read with plain selects: an
+# import publishes thousands of entries, and ORM objects would cost most of its time.
+_ENTRY_FIELDS = [name for name in EntryPublic.model_fields if name != "manga"]
+_SUMMARY_FIELDS = [name for name in MangaSummary.model_fields if name != "genres"]
+
+
+async def _entry_events(
+    s: AsyncSession, user_id: uuid.UUID, manga_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """The stored entries as every door serializes them (EntryPublic as JSON)."""
+    columns = [getattr(ReadingEntry, n) for n in _ENTRY_FIELDS]
+    columns += [getattr(Manga, n) for n in _SUMMARY_FIELDS]
+    rows = await s.execute(
+        select(*columns)
+        .join(Manga, Manga.id == ReadingEntry.manga_id)
+        .where(ReadingEntry.user_id == user_id, ReadingEntry.manga_id.in_(manga_ids))
+        .order_by(ReadingEntry.version)
+    )
+    genres: dict[int, list[str]] = {}
+    named = await s.execute(
+        select(MangaGenre.manga_id, Genre.name)
+        .join(Genre, Genre.id == MangaGenre.genre_id)
+        .where(MangaGenre.manga_id.in_(manga_ids))
+        .order_by(Genre.name)
+    )
+    for manga_id, name in named.all():
+        genres.setdefault(manga_id, []).append(name)
+    events = []
+    split = len(_ENTRY_FIELDS)
+    for row in rows.all():
+        summary = dict(zip(_SUMMARY_FIELDS, row[split:], strict=True))
+        summary["genres"] = genres.get(summary["id"], [])
+        entry = dict(zip(_ENTRY_FIELDS, row[:split], strict=True))
+        entry["manga"] = summary
+        events.append(EntryPublic.model_validate(entry).model_dump(mode="json"))
+    return events
 
 
 def _changes(entry: ImportedEntry) -> dict[str, Any]:
@@ -180,7 +210,9 @@ async def _apply(
 ) -> tuple[ImportReport, list[int]]:
     # Series may be created: the catalog lock comes first in the transaction.
     await lock_catalog(s, dialect)
-    if await s.scalar(select(User.id).where(User.id == user_id)) is None:
+    # The reader's row lock (PostgreSQL) keeps their other writes out until the
+    # import commits, so merge decisions are made on the entries it overwrites.
+    if await s.scalar(select(User.id).where(User.id == user_id).with_for_update()) is None:
         raise NotFound("user not found")
     keys, slugs = await _catalog(s)
     index = MatchIndex.build(keys.values())
