@@ -157,3 +157,22 @@ def test_entry_count_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(parse_list(mal_file(*[mal_entry()] * 3)).entries) == 3
     with pytest.raises(ListTooLarge, match="more than 3 entries"):
         parse_list(mal_file(*[mal_entry()] * 4))
+
+
+def test_external_dtd_and_parameter_entities_are_refused() -> None:
+    external = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE myanimelist SYSTEM "http://127.0.0.1:9/x.dtd">\n'
+        b"<myanimelist><manga><manga_title>&ext;</manga_title></manga></myanimelist>"
+    )
+    parameter = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE myanimelist [<!ENTITY % p SYSTEM '
+        b'"file:///etc/passwd"> %p;]>\n<myanimelist/>'
+    )
+    for data in (external, parameter, gzip.compress(parameter)):
+        with pytest.raises(ListFileError):
+            parse_list(data)
+
+
+def test_deeply_nested_json_is_a_clear_error() -> None:
+    with pytest.raises(ListFileError, match="malformed"):
+        parse_list(b'{"a":' * 5000 + b"1" + b"}" * 5000)
