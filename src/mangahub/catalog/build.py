@@ -125,6 +125,9 @@ ANILIST_LIST_COUNTS = (
     "status_DROPPED_count",
     "status_PAUSED_count",
 )
+# MangaDex alt titles kept: English, the original scripts and their romanizations
+# (the names readers search by), not every translation.
+TITLE_LANGUAGES = frozenset({"en", "ja", "ja-ro", "ko", "ko-ro", "zh", "zh-hk", "zh-ro"})
 MANGADEX_COVERS = "https://uploads.mangadex.org/covers"
 
 
@@ -369,12 +372,13 @@ def merge_mangadex_links(catalog: list[Series], entities: list[dict[str, Any]]) 
             continue
         linked += 1
         target.mangadex_id = str(entity["id"])
-        for title in [*attrs["title"].values(), *(v for t in attrs["altTitles"] for v in t.values())]:
+        titles = [attrs["title"], *attrs["altTitles"]]
+        for title in (v for t in titles for lang, v in t.items() if lang in TITLE_LANGUAGES):
             if title.strip() not in (target.english, target.romaji, target.japanese):
                 target.add_title(title)
-        target.description = target.description or str(
-            (attrs.get("description") or {}).get("en") or ""
-        ).strip()
+        target.description = (
+            target.description or str((attrs.get("description") or {}).get("en") or "").strip()
+        )
         target.cover_url = target.cover_url or _cover_url(entity)
         target.format = target.format or LANGUAGE_FORMAT.get(attrs.get("originalLanguage") or "")
         target.year = target.year or attrs.get("year")
@@ -421,8 +425,8 @@ def merge_mangadex_seed(catalog: list[Series], mangas: list[dict[str, Any]]) -> 
         target.description = (m.get("description") or "").strip() or target.description
         target.cover_url = m.get("cover_url") or target.cover_url
         author = (m.get("author") or "").strip()
-        if author and not target.authors:
-            target.authors = [author]
+        if author:  # first, as the 500-series catalog of earlier releases had it
+            target.authors = list(dict.fromkeys([author, *target.authors]))
         target.genres = list(dict.fromkeys([*target.genres, *(m.get("genres") or ())]))
     return matched
 
@@ -521,3 +525,24 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         counts[v] = counts.get(v, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def mangadex_seed_records(path: Path) -> list[SeriesRecord]:
+    """The MangaDex seed alone, as earlier releases bundled it (500 series, MangaDex
+    data only): the starting point of a catalog upgrade, for tests and benchmarks."""
+    records = []
+    for m in json.loads(path.read_text(encoding="utf-8"))["mangas"]:
+        author = str(m.get("author") or "").strip()
+        records.append(
+            SeriesRecord(
+                title=str(m["title"]).strip(),
+                status=MangaStatus(str(m.get("status") or "ongoing").lower()),
+                authors=(author,) if author else (),
+                genres=tuple(dict.fromkeys(str(g).strip() for g in m.get("genres") or ())),
+                total_chapters=int(m.get("total_chapters") or 0) or None,
+                description=str(m.get("description") or "").strip(),
+                cover_url=m.get("cover_url") or None,
+                mangadex_id=str(m["id"]),
+            )
+        )
+    return records
