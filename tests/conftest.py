@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,11 +200,12 @@ def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-async def fresh_database_url(tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of the test backend, for things the shared one cannot show."""
+@asynccontextmanager
+async def empty_database(directory: Path) -> AsyncIterator[str]:
+    """URL of a new, empty database of the test backend (a file in ``directory`` on
+    SQLite), dropped afterwards."""
     if BACKEND == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        yield f"sqlite+aiosqlite:///{directory / f'fresh-{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"mangahub_catalog_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_ADMIN_DSN)
@@ -220,3 +222,10 @@ async def fresh_database_url(tmp_path: Path) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def fresh_database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of the test backend, for things the shared one cannot show."""
+    async with empty_database(tmp_path) as url:
+        yield url
