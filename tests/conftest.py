@@ -86,28 +86,17 @@ async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bac
     if BACKEND != "postgres":
         raise pytest.UsageError(f"unknown MANGAHUB_TEST_BACKEND {BACKEND!r}")
     suffix = uuid.uuid4().hex[:12]
-    db_name = f"mangahub_test_{suffix}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-    finally:
-        await admin.close()
-    host_part = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
     namespace = f"mangahub-test-{suffix}"
     try:
-        yield Backend(
-            "postgres",
-            data_dir,
-            database_url=f"postgresql+asyncpg://{host_part}/{db_name}",
-            redis_url=REDIS_URL,
-            redis_namespace=namespace,
-        )
+        async with postgres_database(f"mangahub_test_{suffix}") as database_url:
+            yield Backend(
+                "postgres",
+                data_dir,
+                database_url=database_url,
+                redis_url=REDIS_URL,
+                redis_namespace=namespace,
+            )
     finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
         client = aioredis.Redis.from_url(REDIS_URL)
         try:
             keys = [k async for k in client.scan_iter(f"{namespace}:*")]
@@ -207,7 +196,13 @@ async def empty_database(directory: Path) -> AsyncIterator[str]:
     if BACKEND == "sqlite":
         yield f"sqlite+aiosqlite:///{directory / f'fresh-{uuid.uuid4().hex[:8]}.db'}"
         return
-    name = f"mangahub_catalog_{uuid.uuid4().hex[:12]}"
+    async with postgres_database(f"mangahub_catalog_{uuid.uuid4().hex[:12]}") as url:
+        yield url
+
+
+@asynccontextmanager
+async def postgres_database(name: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database ``name`` (its SQLAlchemy URL), dropped afterwards."""
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
