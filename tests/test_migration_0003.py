@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 from mangahub.storage.database import Database, alembic_config
 from mangahub.storage.models import ReadingEntry
 from mangahub.storage.types import UTCDateTime
-from tests.test_catalog import fresh_database_url  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
