@@ -128,8 +128,10 @@ async def test_mal_fixture_gzipped_every_entry(
     assert versions[-1] == await progress_seq(runtime, user)
     # A series the catalog did not have was created from the file's data.
     async with runtime.db.session() as s:
-        solo = (await s.execute(select(Manga).where(Manga.mal_id == 121496))).scalar_one()
-    assert (solo.title, solo.total_chapters, solo.last_synced_at) == ("Solo Leveling", 201, None)
+        created = (await s.execute(select(Manga).where(Manga.mal_id == 173231))).scalar_one()
+    assert created.title.startswith("Ichiban Tookute, Chikai Aitsu.")
+    assert (created.total_chapters, created.last_synced_at) == (45, None)
+    # A series the catalog has (by its MAL id) keeps the catalog's title.
     solo_row = by_mal[121496]
     assert (solo_row["status"], solo_row["chapter"], solo_row["score"]) == ("completed", 180.0, 10)
     assert solo_row["finished_on"] == date(2022, 1, 31)

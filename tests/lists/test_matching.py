@@ -41,3 +41,16 @@ def test_local_id_only_with_an_agreeing_title() -> None:
     assert match_entry(INDEX, SeriesRef("Twins", local_id=4)) == (4, "local_id")
     # Another server's id 4 for another series: fall through to the other keys.
     assert match_entry(INDEX, SeriesRef("Berserk", local_id=4)) == (1, "title")
+
+
+def test_a_title_never_names_a_series_known_by_other_ids() -> None:
+    # "Berserk" with another MAL id is another series (a novel sharing the title).
+    assert match_entry(INDEX, SeriesRef("Berserk", mal_id=77)) is None
+    # A series matched by title takes the entry's ids: the same title with other
+    # ids later in the file is not it.
+    index = MatchIndex.build([CatalogKey(1, "Omniscient Reader's Viewpoint")])
+    first = SeriesRef("Omniscient Reader's Viewpoint", mal_id=132214)
+    assert match_entry(index, first) == (1, "title")
+    index.claim(1, first)
+    assert match_entry(index, SeriesRef("Omniscient Reader's Viewpoint", mal_id=126146)) is None
+    assert match_entry(index, first) == (1, "mal_id")

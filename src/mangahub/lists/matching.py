@@ -3,8 +3,9 @@ then normalized title (main or alternative). Pure: the catalog rows are given.""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mangahub.lists.records import SeriesRef
@@ -34,9 +35,10 @@ class MatchIndex:
     by_mal: dict[int, int] = field(default_factory=dict)
     by_anilist: dict[int, int] = field(default_factory=dict)
     by_mangadex: dict[str, int] = field(default_factory=dict)
-    by_exact: dict[str, int] = field(default_factory=dict)
-    by_title: dict[str, int] = field(default_factory=dict)
+    by_exact: dict[str, list[int]] = field(default_factory=dict)
+    by_title: dict[str, list[int]] = field(default_factory=dict)
     titles_of: dict[int, frozenset[str]] = field(default_factory=dict)
+    rows: dict[int, CatalogKey] = field(default_factory=dict)
 
     @classmethod
     def build(cls, rows: Iterable[CatalogKey]) -> MatchIndex:
@@ -52,11 +54,39 @@ class MatchIndex:
             self.by_anilist.setdefault(row.anilist_id, row.id)
         if row.mangadex_id:
             self.by_mangadex.setdefault(row.mangadex_id.lower(), row.id)
-        self.by_exact[row.title] = min(self.by_exact.get(row.title, row.id), row.id)
+        self.rows[row.id] = row
+        _insert_sorted(self.by_exact.setdefault(row.title, []), row.id)
         keys = frozenset(k for t in (row.title, *row.alt_titles) if (k := normalize_title(t)))
         self.titles_of[row.id] = keys
         for key in keys:
-            self.by_title[key] = min(self.by_title.get(key, row.id), row.id)
+            _insert_sorted(self.by_title.setdefault(key, []), row.id)
+
+    def claim(self, manga_id: int, series: SeriesRef) -> None:
+        """A series matched by title takes the entry's ids, so a later entry of the
+        same file with other ids (a novel and its manga share a title) is not it."""
+        row = self.rows.get(manga_id)
+        if row is None:
+            return
+        claimed = replace(
+            row,
+            mal_id=row.mal_id if row.mal_id is not None else series.mal_id,
+            anilist_id=row.anilist_id if row.anilist_id is not None else series.anilist_id,
+            mangadex_id=row.mangadex_id or series.mangadex_id,
+        )
+        self.rows[manga_id] = claimed
+        if claimed.mal_id is not None:
+            self.by_mal.setdefault(claimed.mal_id, manga_id)
+        if claimed.anilist_id is not None:
+            self.by_anilist.setdefault(claimed.anilist_id, manga_id)
+        if claimed.mangadex_id:
+            self.by_mangadex.setdefault(claimed.mangadex_id.lower(), manga_id)
+
+    def first_compatible(self, candidates: list[int], series: SeriesRef) -> int | None:
+        """The oldest candidate whose known ids do not name another series."""
+        for manga_id in candidates:
+            if not _ids_conflict(self.rows[manga_id], series):
+                return manga_id
+        return None
 
 
 def match_entry(index: MatchIndex, series: SeriesRef) -> tuple[int, MatchedBy] | None:
@@ -71,9 +101,28 @@ def match_entry(index: MatchIndex, series: SeriesRef) -> tuple[int, MatchedBy] |
         return index.by_anilist[series.anilist_id], "anilist_id"
     if series.mangadex_id and series.mangadex_id.lower() in index.by_mangadex:
         return index.by_mangadex[series.mangadex_id.lower()], "mangadex_id"
-    if series.title in index.by_exact:
-        return index.by_exact[series.title], "title"
+    exact = index.first_compatible(index.by_exact.get(series.title, []), series)
+    if exact is not None:
+        return exact, "title"
     for key in [normalize_title(series.title), *sorted(titles)]:
-        if key in index.by_title:
-            return index.by_title[key], "title"
+        found = index.first_compatible(index.by_title.get(key, []), series)
+        if found is not None:
+            return found, "title"
     return None
+
+
+def _ids_conflict(row: CatalogKey, series: SeriesRef) -> bool:
+    pairs = (
+        (row.mal_id, series.mal_id),
+        (row.anilist_id, series.anilist_id),
+        (
+            row.mangadex_id and row.mangadex_id.lower(),
+            series.mangadex_id and series.mangadex_id.lower(),
+        ),
+    )
+    return any(ours is not None and theirs is not None and ours != theirs for ours, theirs in pairs)
+
+
+def _insert_sorted(ids: list[int], manga_id: int) -> None:
+    if manga_id not in ids:
+        bisect.insort(ids, manga_id)

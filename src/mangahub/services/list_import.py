@@ -318,13 +318,18 @@ async def _fill_ids(
         if key is None:
             continue  # created by this import, with the file's ids
         ref = plan.entry.series
-        if key.mal_id is None and ref.mal_id is not None and ref.mal_id not in index.by_mal:
+        # The index already names this series for ids it claimed by title.
+        if (
+            key.mal_id is None
+            and ref.mal_id is not None
+            and index.by_mal.get(ref.mal_id, plan.manga_id) == plan.manga_id
+        ):
             index.by_mal[ref.mal_id] = plan.manga_id
             learned["mal_id"].append({"m_id": plan.manga_id, "m_value": ref.mal_id})
         if (
             key.anilist_id is None
             and ref.anilist_id is not None
-            and ref.anilist_id not in index.by_anilist
+            and index.by_anilist.get(ref.anilist_id, plan.manga_id) == plan.manga_id
         ):
             index.by_anilist[ref.anilist_id] = plan.manga_id
             learned["anilist_id"].append({"m_id": plan.manga_id, "m_value": ref.anilist_id})
@@ -357,6 +362,8 @@ async def _resolve(
         if found is None:
             missing.setdefault(_identity(entry.series), []).append(entry)
         else:
+            if found[1] == "title":
+                index.claim(found[0], entry.series)
             _choose(chosen, found[0], entry, skipped)
     created = await _create_series(s, slugs, [group[0].series for group in missing.values()])
     for manga_id, group in zip(created, missing.values(), strict=True):
