@@ -99,7 +99,8 @@ async def test_famous_series_are_loaded_with_their_ids_titles_and_years(
         assert r.status_code == 200, r.text
         details = r.json()
         assert details["title"] == want["title"]
-        assert details["mal_id"] == want["mal_id"]
+        if want["mal_id"] is not None:  # else a list import may have taught it one
+            assert details["mal_id"] == want["mal_id"]
         assert details["year"] == want["year"]
         assert details["format"] == "manga"
         assert details["popularity"] > 1000
