@@ -21,6 +21,7 @@ from mangahub.domain.schemas import (
     Page,
 )
 from mangahub.http.deps import AdminUser, PageParams, RuntimeDep
+from mangahub.http.responses import JSONBytes
 from mangahub.services.catalog import effective_order, split_genres
 
 router = APIRouter(tags=["manga"])
@@ -124,9 +125,13 @@ async def federated_search(
     return await runtime.federated.search(q, limit=limit, offset=offset, sources=names)
 
 
-@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA)
-async def get_manga(manga_id: int, runtime: RuntimeDep) -> MangaDetails:
-    return await runtime.catalog.get_manga(manga_id)
+@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA, response_model=MangaDetails)
+async def get_manga(manga_id: int, runtime: RuntimeDep) -> Response:
+    return JSONBytes(await runtime.catalog_reads.series(manga_id, "json", _details_json))
+
+
+def _details_json(details: MangaDetails) -> bytes:
+    return MangaDetails.__pydantic_serializer__.to_json(details)
 
 
 @router.post(
