@@ -4,6 +4,11 @@ See :mod:`mangahub.readmodels.catalog` for the catalog's (series details, search
 pages, the genre list) and the ``catalog.changed`` event every catalog writer publishes.
 """
 
-from mangahub.readmodels.catalog import CATALOG_CHANGED, CatalogReadModel, catalog_changed
+from mangahub.readmodels.catalog import (
+    CATALOG_CHANGED,
+    CatalogReadModel,
+    catalog_changed,
+    publish_catalog_changed,
+)
 
-__all__ = ["CATALOG_CHANGED", "CatalogReadModel", "catalog_changed"]
+__all__ = ["CATALOG_CHANGED", "CatalogReadModel", "catalog_changed", "publish_catalog_changed"]

@@ -7,7 +7,7 @@ Invalidation, the contract for every writer of catalog data
 After its commit and before acknowledging the write, a writer publishes on the event
 bus topic :data:`CATALOG_CHANGED` (``"catalog.changed"``)::
 
-    await publish_after_commit(bus, CATALOG_CHANGED, catalog_changed(manga_id, ...))
+    await publish_catalog_changed(bus, manga_id, ...)
 
 ``catalog_changed()`` with no id means "anything may have changed" (bulk imports,
 new genres). Any event also drops every search page and the genre list, since one
@@ -45,7 +45,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from mangahub.bus import Event, EventBus
 from mangahub.domain.schemas import MangaDetails
-from mangahub.services._common import manga_not_found, valid_id
+from mangahub.services._common import manga_not_found, publish_after_commit, valid_id
 from mangahub.storage.database import Database
 from mangahub.storage.models import Genre, Manga, MangaGenre
 
@@ -60,6 +60,12 @@ DEFAULT_TTL = 300.0
 def catalog_changed(*manga_ids: int) -> Event:
     """The :data:`CATALOG_CHANGED` event for these series (none: the whole catalog)."""
     return {"manga_ids": list(manga_ids)} if manga_ids else {"all": True}
+
+
+async def publish_catalog_changed(bus: EventBus | None, *manga_ids: int) -> None:
+    """What a catalog writer calls after its commit, before it answers."""
+    if bus is not None:
+        await publish_after_commit(bus, CATALOG_CHANGED, catalog_changed(*manga_ids))
 
 
 class _Lru:

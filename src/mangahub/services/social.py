@@ -13,8 +13,10 @@ from datetime import datetime
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mangahub.bus import EventBus
 from mangahub.domain.errors import Forbidden, NotFound, ValidationFailed
 from mangahub.domain.schemas import CommentPublic, RatingPublic
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.security.tokens import Principal
 from mangahub.services._common import (
     fetch_page,
@@ -32,8 +34,9 @@ MIN_SCORE, MAX_SCORE = 1, 10
 
 
 class SocialService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         self._db = db
+        self._bus = bus
 
     # --- ratings --------------------------------------------------------------------
 
@@ -60,6 +63,7 @@ class SocialService:
                 )
             )
             await _recompute_average(s, manga_id)
+        await publish_catalog_changed(self._bus, manga_id)  # average_rating moved
         return RatingPublic(manga_id=manga_id, score=score, updated_at=now)
 
     # --- comments -------------------------------------------------------------------

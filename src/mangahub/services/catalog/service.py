@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from mangahub.bus import EventBus
 from mangahub.cache import Cache
 from mangahub.catalog.loader import bundled_digest, load_bundled
 from mangahub.catalog.records import SeriesRecord
@@ -21,6 +22,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services._common import (
     fetch_page,
     load_manga,
@@ -58,9 +60,13 @@ _genre_list = TypeAdapter(list[GenrePublic])
 
 
 class CatalogService:
-    def __init__(self, db: Database, cache: Cache) -> None:
+    def __init__(self, db: Database, cache: Cache, bus: EventBus | None = None) -> None:
         self._db = db
         self._cache = cache
+        self._bus = bus
+
+    async def _changed(self, *manga_ids: int) -> None:
+        await publish_catalog_changed(self._bus, *manga_ids)
 
     # --- imports ----------------------------------------------------------------------
 
@@ -110,6 +116,7 @@ class CatalogService:
     async def _after_import(self, importer: Importer) -> None:
         if importer.created_genres:
             await self._cache.delete(GENRES_CACHE_KEY)
+        await self._changed()
 
     # --- search -----------------------------------------------------------------------
 
@@ -218,10 +225,12 @@ class CatalogService:
                 )
                 s.add(manga)
                 await s.flush()
-                return MangaDetails.model_validate(manga)
+                created = MangaDetails.model_validate(manga)
         except IntegrityError as exc:
             # Only a writer outside the catalog lock could get here first.
             raise Conflict("the series conflicts with an existing one") from exc
+        await self._changed(created.id)
+        return created
 
     async def update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
         """Change the fields present in ``data`` (``null`` clears an optional one).
@@ -239,7 +248,9 @@ class CatalogService:
             )
             await s.flush()
             await s.refresh(manga)
-            return MangaDetails.model_validate(manga)
+            updated = MangaDetails.model_validate(manga)
+        await self._changed(manga_id)
+        return updated
 
     async def delete_manga(self, manga_id: int) -> None:
         """Remove a series with everything hanging off it (chapters, library entries,
@@ -251,6 +262,7 @@ class CatalogService:
                 deleted = await s.scalar(stmt)
         if deleted is None:
             raise manga_not_found(manga_id)
+        await self._changed(manga_id)
 
     # --- genres and chapters --------------------------------------------------------------
 
