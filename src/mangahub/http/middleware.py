@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +45,21 @@ class HttpMetrics:
             ["method", "handler"],
             registry=registry,
         )
+        # Labelled children by label values: .labels() locks and hashes on every call.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, handler: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((method, handler, status))
+        if counter is None:
+            counter = self.requests.labels(method, handler, str(status))
+            self._counters[(method, handler, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get((method, handler))
+        if histogram is None:
+            histogram = self.latency.labels(method, handler)
+            self._histograms[(method, handler)] = histogram
+        histogram.observe(seconds)
 
 
 class MetricsMiddleware:
@@ -70,10 +86,7 @@ class MetricsMiddleware:
             route = scope.get("route")
             # The handler name keeps label cardinality bounded (ids are never labels).
             template = getattr(route, "name", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], template).observe(
-                time.perf_counter() - start
-            )
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
 
 
 class RequestIdMiddleware:

@@ -155,7 +155,8 @@ class CatalogReadModel:
             raise manga_not_found(manga_id)
         values = dict(row._mapping)
         names = values.pop("genre_names")
-        genres = orjson.loads(names) if names else []
+        # JSON text from SQLite; PostgreSQL's json_agg may arrive decoded already.
+        genres = orjson.loads(names) if isinstance(names, str | bytes) else names or []
         if not self._db.is_sqlite:
             values["genres"] = genres  # ordered by the database's collation
         else:
