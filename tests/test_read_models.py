@@ -128,3 +128,18 @@ async def test_a_read_that_straddles_a_change_is_not_kept(runtime: Runtime) -> N
     await bus.publish(CATALOG_CHANGED, catalog_changed())  # "everything" drops it too
     await model.series(manga_id, "json", lambda d: d.title)
     assert loads == 3
+
+
+async def test_a_cached_series_is_answered_like_a_fresh_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    [manga_id] = [m.id for m in (await runtime.catalog.list_manga(page_size=1))[0]]
+    runtime.catalog_reads.clear()
+    fresh = await client.get(f"/api/manga/{manga_id}")  # through the route, which caches
+    assert runtime.catalog_reads.cached(manga_id, "json") is not None
+    cached = await client.get(f"/api/manga/{manga_id}", headers={"X-Request-ID": "abc-123"})
+    assert (fresh.status_code, cached.status_code) == (200, 200)
+    assert cached.content == fresh.content
+    assert cached.headers["content-type"] == fresh.headers["content-type"] == "application/json"
+    assert cached.headers["x-request-id"] == "abc-123"
+    assert (await client.get(f"/api/manga/{manga_id}/")).content == fresh.content

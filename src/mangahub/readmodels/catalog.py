@@ -119,6 +119,11 @@ class CatalogReadModel:
 
     # --- reads ------------------------------------------------------------------------
 
+    def cached(self, manga_id: int, view: str) -> Any | None:
+        """The ready rendering of one series if this process has it (no I/O at all)."""
+        views: dict[str, Any] | None = self._series.get(manga_id)
+        return None if views is None else views.get(view)
+
     async def series(self, manga_id: int, view: str, render: Callable[[MangaDetails], T]) -> T:
         """``render(details)`` of one series, cached per ``view``; NotFound if unknown."""
         views: dict[str, Any] | None = self._series.get(manga_id)
