@@ -203,6 +203,9 @@ class RedisBus:
         self.link = link if link is not None else RedisLink()
         # True while the pub/sub connection is subscribed to every wanted topic.
         self._connected = False
+        # Publishes waiting for the next pipeline (see _send).
+        self._outbox: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -216,11 +219,50 @@ class RedisBus:
         # Before start() (start-up work) Redis is tried too: other processes may listen.
         if self._connected or self._reader is None:
             try:
-                await self._redis.publish(self._prefix + topic, orjson.dumps(event))
+                await self._send(self._prefix + topic, orjson.dumps(event))
                 return
             except REDIS_DOWN_ERRORS as exc:
                 self._lost("publish", exc)
         self._fanout.dispatch(topic, event)
+
+    async def _send(self, channel: str, data: bytes) -> None:
+        """PUBLISH, pipelined: one pipeline is in flight at a time, and every publish
+        made meanwhile goes out in the next one, so N concurrent publishers (a group
+        commit's pushes, a fan-out) cost about one round trip, not N. Publishes reach
+        Redis in the order they were made; each caller gets its own outcome."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, data, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all(), name="redis-bus-publish")
+        await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+
+    async def _flush(self, batch: list[tuple[str, bytes, asyncio.Future[None]]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data, _ in batch:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+        except Exception as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for *_, future in [*batch, *self._outbox]:  # shutdown: nobody waits forever
+                future.cancel()
+            self._outbox = []
+            raise
+        for *_, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)

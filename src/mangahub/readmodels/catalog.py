@@ -36,15 +36,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import Integer, Row, Select, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mangahub.bus import Event, EventBus
-from mangahub.domain.schemas import MangaDetails
+from mangahub.domain.schemas import MangaDetails, MangaSummary
 from mangahub.services._common import manga_not_found, publish_after_commit, valid_id
 from mangahub.storage.database import Database
 from mangahub.storage.models import Genre, Manga, MangaGenre
@@ -185,6 +186,30 @@ class CatalogReadModel:
 
     def clear(self) -> None:
         self._on_event(None)
+
+
+# The columns of a MangaSummary but its genres (see summaries()).
+SUMMARY_COLUMNS = tuple(
+    c for c in Manga.__table__.c if c.key in MangaSummary.model_fields and c.key != "genres"
+)
+
+
+async def summaries(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[MangaSummary]:
+    """Summaries of rows selected with SUMMARY_COLUMNS, in their order, with their
+    genre names from one more statement (by name, as the details have them)."""
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    names: dict[int, list[str]] = {manga_id: [] for manga_id in ids}
+    stmt = (
+        select(MangaGenre.manga_id, Genre.name)
+        .join(Genre, Genre.id == MangaGenre.genre_id)
+        .where(MangaGenre.manga_id.in_(ids))
+        .order_by(Genre.name)
+    )
+    for manga_id, name in (await conn.execute(stmt)).all():
+        names[manga_id].append(name)
+    return [MangaSummary.model_validate({**row._mapping, "genres": names[row.id]}) for row in rows]
 
 
 def _details_statement(dialect: str) -> Select[Any]:

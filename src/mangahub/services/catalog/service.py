@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from mangahub.bus import EventBus
@@ -22,7 +23,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
-from mangahub.readmodels.catalog import publish_catalog_changed
+from mangahub.readmodels.catalog import SUMMARY_COLUMNS, publish_catalog_changed, summaries
 from mangahub.services._common import (
     fetch_page,
     load_manga,
@@ -148,7 +149,7 @@ class CatalogService:
         status_ = parse_status(status)
         sort_ = parse_sort(sort_by)
         order_ = parse_order(order)
-        stmt = select(Manga)
+        stmt: Select[Any] = select(*SUMMARY_COLUMNS)
         search: TextSearch | None = None
         if q is not None and q.strip():
             search = text_search(self._db.dialect, q)
@@ -159,9 +160,11 @@ class CatalogService:
         if status_ is not None:
             stmt = stmt.where(Manga.status == status_.value)
         stmt = stmt.order_by(*ordering(self._db.dialect, search, sort_, order_))
-        async with self._db.session() as s:
-            rows, total = await fetch_page(s, stmt, page, page_size)
-            return [MangaSummary.model_validate(row[0]) for row in rows], total
+        # Core rows, no ORM entities; one read without BEGIN/COMMIT (no common
+        # snapshot needed: the total is a hint that a concurrent write may move anyway).
+        async with self._db.read() as conn:
+            rows, total = await fetch_page(conn, stmt, page, page_size)
+            return await summaries(conn, rows), total
 
     # --- single series ----------------------------------------------------------------
 
