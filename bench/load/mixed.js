@@ -140,12 +140,17 @@ export function chatter() {
       wsErrors.add(1, { code: 'socket' });
       console.warn(`chat socket error: ${e.error()}`);
     });
+    let closing = false;
     socket.setInterval(() => {
+      if (closing) return; // a send after close() is a client-side error, not the server's
       const content = `vu ${__VU} says ${Date.now()} ${Math.random()}`;
       sent[content] = Date.now();
       socket.send(JSON.stringify({ type: 'chat', room_id: room, content }));
     }, 5000 + Math.random() * 5000);
-    socket.setTimeout(() => socket.close(), (QUICK ? 20 : 60) * 1000);
+    socket.setTimeout(() => {
+      closing = true;
+      socket.close();
+    }, (QUICK ? 20 : 60) * 1000);
   });
   check(res, { 'chat upgraded': (r) => r && r.status === 101 });
 }
