@@ -18,6 +18,7 @@ from mangahub.cache import Cache, MemoryCache, RedisCache
 from mangahub.config import Settings, ensure_secrets
 from mangahub.logs import apply_format as apply_log_format
 from mangahub.metrics import MetricsEndpoint
+from mangahub.readmodels import CatalogReadModel
 from mangahub.redislink import RedisLink, client_retry
 from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
@@ -52,6 +53,8 @@ class Runtime:
     federated: FederatedSearch
     # One client per enabled external source, shared by federated search and sync jobs.
     sources: SourceClients
+    # Ready-to-send catalog answers of this process (see mangahub.readmodels).
+    catalog_reads: CatalogReadModel
 
     async def check_ready(self) -> dict[str, str]:
         """Reachability of each backing service: ``{"database": "ok", "redis": "ok"}``."""
@@ -95,7 +98,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         bus = MemoryBus()
     tokens = TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_seconds)
     metrics_endpoint: MetricsEndpoint | None = None
-    catalog = CatalogService(db, cache)
+    catalog = CatalogService(db, cache, bus)
     sources = build_source_clients(settings)
     runtime = Runtime(
         settings=settings,
@@ -117,6 +120,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             source_timeout=settings.federated_search_timeout_seconds,
         ),
         sources=sources,
+        catalog_reads=CatalogReadModel(db, bus),
     )
     try:
         if bootstrap:
@@ -131,6 +135,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             if password is not None:
                 # Printed once, on the first start only: the operator must keep it.
                 print(f"Created user 'admin' with generated password: {password}", flush=True)
+        await runtime.catalog_reads.start()  # before bus.start(): its topic is subscribed then
         await bus.start()
         if settings.metrics_port is not None:
             metrics_endpoint = MetricsEndpoint(settings.host, settings.metrics_port)

@@ -98,7 +98,7 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             request = _decoded(raw)
             if request.id <= 0:
                 raise _problem("id", "must be positive")
-            return manga_message(await self._runtime.catalog.get_manga(request.id))
+            return await self._runtime.catalog_reads.series(request.id, "grpc", manga_message)
 
         return await self._call("GetManga", context, work)
 

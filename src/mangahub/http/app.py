@@ -9,6 +9,7 @@ from mangahub import __version__
 from mangahub.app import Runtime
 from mangahub.http.errors import install_error_handlers
 from mangahub.http.middleware import (
+    CachedSeriesMiddleware,
     HttpMetrics,
     MetricsMiddleware,
     RequestIdMiddleware,
@@ -61,6 +62,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(chat.router, prefix="/api/chat")
     app.include_router(ws.router)
 
+    app.add_middleware(
+        CachedSeriesMiddleware, reads=runtime.catalog_reads, handler=manga.get_manga.__name__
+    )
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has it

@@ -39,6 +39,7 @@ from mangahub.domain.schemas import EntryPublic, MangaSummary, Schema
 from mangahub.lists import CatalogKey, ImportedEntry, MatchIndex, match_entry, parse_list
 from mangahub.lists.errors import ListValueError
 from mangahub.lists.records import SeriesRef
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services._common import publish_after_commit
 from mangahub.services.catalog import build_search_text, slugify, unique_slug
 from mangahub.services.catalog.writes import lock_catalog
@@ -123,6 +124,8 @@ class ListImportService:
                     raise _DryRun(report)
         except _DryRun as done:
             return done.report
+        # New series, learned ids and moved averages: the catalog read model refreshes.
+        await publish_catalog_changed(self._bus)
         await self._publish(user_id, written)
         return report
 

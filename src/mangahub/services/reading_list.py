@@ -35,6 +35,7 @@ from mangahub.bus import Event, EventBus
 from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services._common import (
     fetch_page,
     manga_not_found,
@@ -193,6 +194,13 @@ class ReadingListService:
         writes of the same entry apply on top of earlier ones and get higher versions."""
         async with self._db.session() as s:
             outcomes = await _store(s, self._db.dialect, writes)
+        rescored = {
+            w.manga_id
+            for w, outcome in zip(writes, outcomes, strict=True)
+            if isinstance(outcome, EntryPublic) and "score" in w.changes
+        }
+        if rescored:  # their average_rating moved
+            await publish_catalog_changed(self._bus, *sorted(rescored))
         for write, outcome in zip(writes, outcomes, strict=True):
             if isinstance(outcome, EntryPublic):
                 await publish_after_commit(
@@ -216,6 +224,7 @@ class ReadingListService:
                     await _recompute_average(s, manga_id)
         if removed is None:
             raise _not_listed(manga_id)
+        await publish_catalog_changed(self._bus, manga_id)  # its score left the average
 
     # --- reads ----------------------------------------------------------------------
 

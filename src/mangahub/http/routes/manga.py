@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, TypeAdapter
 
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import (
@@ -21,6 +21,7 @@ from mangahub.domain.schemas import (
     Page,
 )
 from mangahub.http.deps import AdminUser, PageParams, RuntimeDep
+from mangahub.http.responses import JSONBytes
 from mangahub.services.catalog import effective_order, split_genres
 
 router = APIRouter(tags=["manga"])
@@ -59,22 +60,29 @@ class SearchPage(Page[MangaSummary]):
     filters: AppliedFilters
 
 
-@router.get("/manga")
+@router.get("/manga", response_model=Page[MangaSummary])
 # The original clients search at /manga/search; same handler, same answer.
-@router.get("/manga/search")
+@router.get("/manga/search", response_model=Page[MangaSummary])
 async def list_manga(
     runtime: RuntimeDep,
     paging: PageParams,
     q: SearchText = None,
     genre: GenreFilter = None,
     status: StatusFilter = None,
-) -> Page[MangaSummary]:
+) -> Response:
     """Browse or search the catalog: best matches first with `q`, else most popular."""
-    items, total = await runtime.catalog.list_manga(q, genre, status, paging.page, paging.page_size)
-    return paging.page_of(items, total)
+
+    async def load() -> bytes:
+        items, total = await runtime.catalog.list_manga(
+            q, genre, status, paging.page, paging.page_size
+        )
+        return _summaries_json(paging.page_of(items, total))
+
+    key = ("list", q, genre, status, paging.page, paging.page_size)
+    return JSONBytes(await runtime.catalog_reads.page(key, load))
 
 
-@router.get("/manga/advanced-search")
+@router.get("/manga/advanced-search", response_model=SearchPage)
 async def advanced_search(
     runtime: RuntimeDep,
     paging: PageParams,
@@ -85,24 +93,30 @@ async def advanced_search(
     status: StatusFilter = None,
     sort_by: Annotated[SortBy | None, Query(), BeforeValidator(_lower)] = None,
     order: Annotated[Literal["asc", "desc"] | None, Query(), BeforeValidator(_lower)] = None,
-) -> SearchPage:
+) -> Response:
     """Search with several genres and a sort order. `sort_by` defaults to relevance
     with `q`, else popularity; the order to descending, except for title."""
-    items, total = await runtime.catalog.advanced_search(
-        q, genres, status, sort_by, order, paging.page, paging.page_size
-    )
-    has_query = q is not None and bool(q.strip())
-    key, direction = effective_order(sort_by, order, has_query)
-    filters = AppliedFilters(
-        q=q if has_query else None,
-        genres=split_genres(genres),
-        status=status,
-        sort_by=key,
-        order="asc" if direction == "asc" else "desc",
-    )
-    return SearchPage(
-        data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
-    )
+
+    async def load() -> bytes:
+        items, total = await runtime.catalog.advanced_search(
+            q, genres, status, sort_by, order, paging.page, paging.page_size
+        )
+        has_query = q is not None and bool(q.strip())
+        key, direction = effective_order(sort_by, order, has_query)
+        filters = AppliedFilters(
+            q=q if has_query else None,
+            genres=split_genres(genres),
+            status=status,
+            sort_by=key,
+            order="asc" if direction == "asc" else "desc",
+        )
+        page = SearchPage(
+            data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
+        )
+        return SearchPage.__pydantic_serializer__.to_json(page)
+
+    key = ("advanced", q, genres, status, sort_by, order, paging.page, paging.page_size)
+    return JSONBytes(await runtime.catalog_reads.page(key, load))
 
 
 # Before /manga/{manga_id}, which would otherwise take "federated" for an id.
@@ -124,9 +138,13 @@ async def federated_search(
     return await runtime.federated.search(q, limit=limit, offset=offset, sources=names)
 
 
-@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA)
-async def get_manga(manga_id: int, runtime: RuntimeDep) -> MangaDetails:
-    return await runtime.catalog.get_manga(manga_id)
+@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA, response_model=MangaDetails)
+async def get_manga(manga_id: int, runtime: RuntimeDep) -> Response:
+    return JSONBytes(await runtime.catalog_reads.series(manga_id, "json", _details_json))
+
+
+def _details_json(details: MangaDetails) -> bytes:
+    return MangaDetails.__pydantic_serializer__.to_json(details)
 
 
 @router.post(
@@ -165,6 +183,17 @@ async def list_chapters(
     return paging.page_of(items, total)
 
 
-@router.get("/genres")
-async def list_genres(runtime: RuntimeDep) -> list[GenrePublic]:
-    return await runtime.catalog.list_genres()
+@router.get("/genres", response_model=list[GenrePublic])
+async def list_genres(runtime: RuntimeDep) -> Response:
+    async def load() -> bytes:
+        return _genres_json.dump_json(await runtime.catalog.list_genres())
+
+    return JSONBytes(await runtime.catalog_reads.page(("genres",), load))
+
+
+_genres_json = TypeAdapter(list[GenrePublic])
+_summary_page = TypeAdapter(Page[MangaSummary])
+
+
+def _summaries_json(page: Page[MangaSummary]) -> bytes:
+    return _summary_page.dump_json(page)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from mangahub.bus import EventBus
 from mangahub.cache import Cache
 from mangahub.catalog.loader import bundled_digest, load_bundled
 from mangahub.catalog.records import SeriesRecord
@@ -22,6 +24,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
+from mangahub.readmodels.catalog import SUMMARY_COLUMNS, publish_catalog_changed, summaries
 from mangahub.services._common import (
     fetch_page,
     load_manga,
@@ -62,9 +65,13 @@ _genre_list = TypeAdapter(list[GenrePublic])
 
 
 class CatalogService:
-    def __init__(self, db: Database, cache: Cache) -> None:
+    def __init__(self, db: Database, cache: Cache, bus: EventBus | None = None) -> None:
         self._db = db
         self._cache = cache
+        self._bus = bus
+
+    async def _changed(self, *manga_ids: int) -> None:
+        await publish_catalog_changed(self._bus, *manga_ids)
 
     # --- imports ----------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ class CatalogService:
     async def _after_import(self, importer: Importer) -> None:
         if importer.created_genres:
             await self._cache.delete(GENRES_CACHE_KEY)
+        await self._changed()
 
     # --- search -----------------------------------------------------------------------
 
@@ -152,7 +160,7 @@ class CatalogService:
         status_ = parse_status(status)
         sort_ = parse_sort(sort_by)
         order_ = parse_order(order)
-        stmt = select(Manga)
+        stmt: Select[Any] = select(*SUMMARY_COLUMNS)
         search: TextSearch | None = None
         if q is not None and q.strip():
             search = text_search(self._db.dialect, q)
@@ -163,9 +171,11 @@ class CatalogService:
         if status_ is not None:
             stmt = stmt.where(Manga.status == status_.value)
         stmt = stmt.order_by(*ordering(self._db.dialect, search, sort_, order_))
-        async with self._db.session() as s:
-            rows, total = await fetch_page(s, stmt, page, page_size)
-            return [MangaSummary.model_validate(row[0]) for row in rows], total
+        # Core rows, no ORM entities; one read without BEGIN/COMMIT (no common
+        # snapshot needed: the total is a hint that a concurrent write may move anyway).
+        async with self._db.read() as conn:
+            rows, total = await fetch_page(conn, stmt, page, page_size)
+            return await summaries(conn, rows), total
 
     # --- single series ----------------------------------------------------------------
 
@@ -229,10 +239,12 @@ class CatalogService:
                 )
                 s.add(manga)
                 await s.flush()
-                return MangaDetails.model_validate(manga)
+                created = MangaDetails.model_validate(manga)
         except IntegrityError as exc:
             # Only a writer outside the catalog lock could get here first.
             raise Conflict("the series conflicts with an existing one") from exc
+        await self._changed(created.id)
+        return created
 
     async def update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
         """Change the fields present in ``data`` (``null`` clears an optional one).
@@ -251,7 +263,9 @@ class CatalogService:
             )
             await s.flush()
             await s.refresh(manga)
-            return MangaDetails.model_validate(manga)
+            updated = MangaDetails.model_validate(manga)
+        await self._changed(manga_id)
+        return updated
 
     async def delete_manga(self, manga_id: int) -> None:
         """Remove a series with everything hanging off it (chapters, library entries,
@@ -266,6 +280,7 @@ class CatalogService:
                 deleted = await s.scalar(stmt)
         if deleted is None:
             raise manga_not_found(manga_id)
+        await self._changed(manga_id)
 
     # --- genres and chapters --------------------------------------------------------------
 
