@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from mangahub.cache import Cache
 from mangahub.catalog.loader import bundled_digest, load_bundled
 from mangahub.catalog.records import SeriesRecord
-from mangahub.domain.enums import MangaStatus, SortBy
+from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
 from mangahub.domain.errors import Conflict
 from mangahub.domain.schemas import (
     ChapterPublic,
@@ -22,6 +22,7 @@ from mangahub.domain.schemas import (
     MangaUpdate,
 )
 from mangahub.services._common import (
+    check_page,
     fetch_page,
     load_manga,
     manga_not_found,
@@ -30,15 +31,20 @@ from mangahub.services._common import (
 )
 from mangahub.services.catalog.importer import Importer
 from mangahub.services.catalog.limits import MAX_MANGADEX_ID
+from mangahub.services.catalog.live_index import LiveIndex
 from mangahub.services.catalog.params import (
+    effective_order,
+    parse_formats,
     parse_order,
     parse_sort,
     parse_status,
+    parse_year,
     split_genres,
+    unknown_names,
 )
-from mangahub.services.catalog.queries import filter_genres, ordering
+from mangahub.services.catalog.queries import Filters, ordering
 from mangahub.services.catalog.seed import mark_seeded, seed_marker
-from mangahub.services.catalog.text import build_search_text, slugify
+from mangahub.services.catalog.text import build_search_text, genre_slug, slugify
 from mangahub.services.catalog.writes import (
     check_create,
     check_update,
@@ -49,7 +55,6 @@ from mangahub.services.catalog.writes import (
 )
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChapterRow, Genre, Manga
-from mangahub.storage.search import TextSearch, text_search
 
 GENRES_CACHE_KEY = "catalog:genres"
 GENRES_CACHE_TTL = 300.0
@@ -61,6 +66,7 @@ class CatalogService:
     def __init__(self, db: Database, cache: Cache) -> None:
         self._db = db
         self._cache = cache
+        self._index = LiveIndex(db)
 
     # --- imports ----------------------------------------------------------------------
 
@@ -122,7 +128,8 @@ class CatalogService:
         page_size: int = 20,
     ) -> tuple[list[MangaSummary], int]:
         """Series matching ``q`` (title, alt titles, authors, genre names; best match
-        first), else by popularity; ``genre`` and ``status`` ignore case."""
+        first, see :mod:`.index`), else by popularity; ``genre`` and ``status`` ignore
+        case."""
         genres = [genre] if genre is not None else []
         return await self.advanced_search(q, genres, status, None, None, page, page_size)
 
@@ -135,26 +142,76 @@ class CatalogService:
         order: str | None = None,
         page: int = 1,
         page_size: int = 20,
+        *,
+        formats: str | Sequence[MangaFormat | str] | None = None,
+        year: int | str | None = None,
     ) -> tuple[list[MangaSummary], int]:
-        """Like :meth:`list_manga`, with every genre in ``genres`` required and a sort
-        order (see :func:`effective_order`); ties are broken by id."""
-        status_ = parse_status(status)
-        sort_ = parse_sort(sort_by)
-        order_ = parse_order(order)
-        stmt = select(Manga)
-        search: TextSearch | None = None
+        """Like :meth:`list_manga`, with every genre in ``genres`` required, any of
+        ``formats`` (novels only when asked for), a start ``year`` and a sort order
+        (see :func:`effective_order`); ties are broken by id. An unknown genre, status
+        or format is a ValidationFailed naming the close ones."""
+        filters = Filters(
+            genres=split_genres(genres),
+            status=parse_status(status),
+            formats=parse_formats(formats),
+            year=parse_year(year),
+        )
+        key, direction = effective_order(
+            parse_sort(sort_by), parse_order(order), q is not None and bool(q.strip())
+        )
+        check_page(page, page_size)
+        await self._check_genres(filters.genres)
+        stmt = select(Manga).where(*filters.conditions())
         if q is not None and q.strip():
-            search = text_search(self._db.dialect, q)
-            if search is None:
-                return [], 0  # only punctuation: nothing can match it
-            stmt = search.apply(stmt)
-        stmt = filter_genres(stmt, split_genres(genres))
-        if status_ is not None:
-            stmt = stmt.where(Manga.status == status_.value)
-        stmt = stmt.order_by(*ordering(self._db.dialect, search, sort_, order_))
+            ranked = await self._index.search(q)
+            if not ranked:
+                return [], 0
+            if key == "relevance":
+                return await self._page_in_rank_order(ranked, filters, page, page_size)
+            stmt = stmt.where(Manga.id.in_(ranked))
+        stmt = stmt.order_by(*ordering(self._db.dialect, SortBy(key), direction))
         async with self._db.session() as s:
             rows, total = await fetch_page(s, stmt, page, page_size)
             return [MangaSummary.model_validate(row[0]) for row in rows], total
+
+    async def _page_in_rank_order(
+        self, ranked: list[int], filters: Filters, page: int, page_size: int
+    ) -> tuple[list[MangaSummary], int]:
+        """One page of the ``ranked`` series that pass ``filters``, best first."""
+        async with self._db.session() as s:
+            kept = select(Manga.id).where(Manga.id.in_(ranked), *filters.conditions())
+            passing = set((await s.scalars(kept)).all())
+            ordered = [series for series in ranked if series in passing]
+            start = (page - 1) * page_size
+            wanted = ordered[start : start + page_size]
+            if not wanted:
+                return [], len(ordered)
+            rows = (await s.scalars(select(Manga).where(Manga.id.in_(wanted)))).all()
+            by_id = {row.id: MangaSummary.model_validate(row) for row in rows}
+        return [by_id[series] for series in wanted if series in by_id], len(ordered)
+
+    async def _check_genres(self, names: Sequence[str]) -> None:
+        """ValidationFailed for a genre no series can have (the cached list is checked
+        first, the table when the cache may be behind)."""
+        if not names:
+            return
+        known = {genre.slug for genre in await self.list_genres()}
+        if all(genre_slug(name) in known for name in names):
+            return
+        async with self._db.session() as s:
+            stored = (await s.scalars(select(Genre.name))).all()
+        slugs = {genre_slug(name) for name in stored}
+        unknown = [name for name in names if genre_slug(name) not in slugs]
+        if unknown:
+            unknown_names("genres", "genre", unknown, stored)
+
+    async def list_formats(self) -> list[str]:
+        """Every format a series can have, in the order of :class:`MangaFormat`."""
+        return [member.value for member in MangaFormat]
+
+    async def list_statuses(self) -> list[str]:
+        """Every publication status, in the order of :class:`MangaStatus`."""
+        return [member.value for member in MangaStatus]
 
     # --- single series ----------------------------------------------------------------
 

@@ -1,0 +1,279 @@
+"""The in-process search index over the catalog's names: the same answers whichever
+database stores the catalog.
+
+A series is found when every word of the query matches one of its words (title, alt
+titles, authors, genre names), exactly, as a prefix, with one or two typos
+(optimal string alignment distance: a swap of two letters is one typo), or inside a
+Japanese/Chinese word; or when the whole query, spaces and punctuation ignored,
+equals one of its titles or author names or is a typo or two away from one.
+
+Ranking blends how well the text matches with popularity:
+- the query equal to a title (1.3), an alt title (1.2) or an author name in either
+  order (0.85), spelling folded (see :mod:`.fold`);
+- the query a typo or two from a title, alt title or author name;
+- otherwise the mean over the query words of field weight x match weight, so a
+  word of the title (1.0) beats one of an alt title or author (0.8) or a genre
+  (0.5), and an exact word beats a prefix (0.9) or a typo (0.8, 0.75); plus up to
+  0.05 for how much of the title the query covers (ONE PIECE before One Piece Party);
+- plus up to 0.04 for popularity (log scale): it orders equally good matches and
+  never lifts a worse kind of match over a better one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from mangahub.services.catalog.fold import compact, is_cjk, words
+
+# More query words than this only slow the search down without narrowing it.
+MAX_QUERY_WORDS = 16
+MAX_WORD_LENGTH = 64
+# Words a short prefix may expand to; more would rank nothing better.
+MAX_PREFIX_EXPANSION = 500
+POPULARITY_WEIGHT = 0.04
+COVERAGE_WEIGHT = 0.05
+
+
+class Field(IntEnum):
+    TITLE = 0
+    ALT = 1
+    AUTHOR = 2
+    GENRE = 3
+
+
+_WORD_WEIGHT = {Field.TITLE: 1.0, Field.ALT: 0.8, Field.AUTHOR: 0.8, Field.GENRE: 0.5}
+_NAME_EXACT = {Field.TITLE: 1.3, Field.ALT: 1.2, Field.AUTHOR: 0.85}
+_NAME_TYPO = {Field.TITLE: 1.0, Field.ALT: 0.95, Field.AUTHOR: 0.75}
+_EXACT, _PREFIX, _INSIDE = 1.0, 0.9, 0.85
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the index knows of one series."""
+
+    id: int
+    title: str
+    alt_titles: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    popularity: int = 0
+
+
+def word_typos(length: int) -> int:
+    """Typos allowed in one query word of this length."""
+    return 0 if length <= 3 else 1 if length <= 6 else 2
+
+
+def name_typos(length: int) -> int:
+    """Typos allowed in a whole query (spaces removed) of this length."""
+    return 0 if length <= 3 else 1 if length <= 6 else 2 if length <= 12 else 3
+
+
+class _Postings:
+    """key → {series id: best field}, with the lookups the search needs: by prefix,
+    by length (for typo scans) and, for Japanese/Chinese keys, by substring."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[int, Field]] = {}
+        self._sorted: list[str] | None = None
+        self._by_length: dict[int, list[str]] = {}
+        self._cjk: list[str] = []
+
+    def add(self, key: str, series: int, field: Field) -> None:
+        owners = self.items.get(key)
+        if owners is None:
+            self.items[key] = {series: field}
+            self._sorted = None
+        elif owners.get(series, Field.GENRE + 1) > field:
+            owners[series] = field
+
+    def remove(self, key: str, series: int) -> None:
+        owners = self.items.get(key)
+        if owners is not None:
+            owners.pop(series, None)
+            if not owners:
+                del self.items[key]
+                self._sorted = None
+
+    def _derive(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.items)
+            self._by_length = {}
+            for key in self._sorted:
+                self._by_length.setdefault(len(key), []).append(key)
+            self._cjk = [key for key in self._sorted if is_cjk(key)]
+        return self._sorted
+
+    def with_prefix(self, prefix: str) -> Iterator[str]:
+        keys = self._derive()
+        start = bisect.bisect_right(keys, prefix)
+        for key in keys[start : start + MAX_PREFIX_EXPANSION]:
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def near(self, key: str, typos: int) -> Iterator[tuple[str, int]]:
+        """Keys 1..``typos`` edits from ``key``, with their distance."""
+        self._derive()
+        for length in range(len(key) - typos, len(key) + typos + 1):
+            choices = self._by_length.get(length)
+            if not choices:
+                continue
+            found = process.extract(
+                key, choices, scorer=OSA.distance, score_cutoff=typos, limit=None
+            )
+            for choice, distance, _ in found:
+                if distance:
+                    yield choice, int(distance)
+
+    def containing(self, key: str) -> Iterator[str]:
+        self._derive()
+        return (other for other in self._cjk if key in other and other != key)
+
+
+class SearchIndex:
+    """Series names folded into word and whole-name postings; see the module doc."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, Entry] = {}
+        self._words = _Postings()
+        self._names = _Postings()
+        self._title_length: dict[int, int] = {}
+        self._max_popularity: int | None = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def ids(self) -> set[int]:
+        return set(self._entries)
+
+    def put(self, entries: Iterable[Entry]) -> None:
+        """Add series, or replace the ones already indexed under the same id."""
+        for entry in entries:
+            self.remove(entry.id)
+            self._entries[entry.id] = entry
+            for key, field in _word_keys(entry):
+                self._words.add(key, entry.id, field)
+            for key, field in _name_keys(entry):
+                self._names.add(key, entry.id, field)
+            self._title_length[entry.id] = max(len(compact(entry.title)), 1)
+            if self._max_popularity is not None:
+                self._max_popularity = max(self._max_popularity, entry.popularity)
+
+    def remove(self, series: int) -> None:
+        entry = self._entries.pop(series, None)
+        if entry is None:
+            return
+        for key, _ in _word_keys(entry):
+            self._words.remove(key, series)
+        for key, _ in _name_keys(entry):
+            self._names.remove(key, series)
+        self._title_length.pop(series, None)
+        self._max_popularity = None  # recomputed when next needed
+
+    def search(self, query: str, limit: int) -> list[int]:
+        """Ids of the series matching ``query``, best first, at most ``limit``."""
+        terms = list(dict.fromkeys(w[:MAX_WORD_LENGTH] for w in words(query)))
+        terms = terms[:MAX_QUERY_WORDS]
+        if not terms:
+            return []
+        whole = "".join(terms)
+        scores = self._by_words(terms, len(whole))
+        for series, score in self._by_name(whole).items():
+            if score > scores.get(series, 0.0):
+                scores[series] = score
+        ranked = sorted(scores.items(), key=self._rank_key)
+        return [series for series, _ in ranked[:limit]]
+
+    def _rank_key(self, item: tuple[int, float]) -> tuple[float, int, int]:
+        series, score = item
+        popularity = self._entries[series].popularity
+        blended = score + POPULARITY_WEIGHT * self._popularity_share(popularity)
+        return (-round(blended, 9), -popularity, series)
+
+    def _popularity_share(self, popularity: int) -> float:
+        if self._max_popularity is None:
+            self._max_popularity = max((e.popularity for e in self._entries.values()), default=0)
+        if popularity <= 0 or self._max_popularity <= 0:
+            return 0.0
+        return math.log1p(popularity) / math.log1p(self._max_popularity)
+
+    def _by_words(self, terms: list[str], query_length: int) -> dict[int, float]:
+        per_term = [self._term_hits(term) for term in terms]
+        if not all(per_term):
+            return {}
+        per_term.sort(key=len)
+        common = set(per_term[0]).intersection(*per_term[1:])
+        scores: dict[int, float] = {}
+        for series in common:
+            text = sum(hits[series] for hits in per_term) / len(per_term)
+            cover = min(1.0, query_length / self._title_length[series])
+            scores[series] = text + COVERAGE_WEIGHT * cover
+        return scores
+
+    def _term_hits(self, term: str) -> dict[int, float]:
+        """Series with a word matching ``term`` → the best field x match weight."""
+        hits: dict[int, float] = {}
+
+        def take(key: str, weight: float) -> None:
+            for series, field in self._words.items[key].items():
+                score = _WORD_WEIGHT[field] * weight
+                if score > hits.get(series, 0.0):
+                    hits[series] = score
+
+        if term in self._words.items:
+            take(term, _EXACT)
+        if len(term) >= 2:
+            for key in self._words.with_prefix(term):
+                take(key, _PREFIX)
+        for key, distance in self._words.near(term, word_typos(len(term))):
+            take(key, 0.85 - 0.05 * distance)
+        if is_cjk(term):
+            for key in self._words.containing(term):
+                take(key, _INSIDE)
+        return hits
+
+    def _by_name(self, whole: str) -> dict[int, float]:
+        """Series one of whose names, spaces and punctuation ignored, is ``whole``
+        or a typo or two away from it."""
+        hits: dict[int, float] = {}
+        for series, field in self._names.items.get(whole, {}).items():
+            hits[series] = max(hits.get(series, 0.0), _NAME_EXACT[field])
+        for key, distance in self._names.near(whole, name_typos(len(whole))):
+            for series, field in self._names.items[key].items():
+                score = _NAME_TYPO[field] - 0.1 * (distance - 1)
+                hits[series] = max(hits.get(series, 0.0), score)
+        return hits
+
+
+def _word_keys(entry: Entry) -> Iterator[tuple[str, Field]]:
+    for field, names in _fields(entry):
+        for name in names:
+            for word in words(name):
+                yield word[:MAX_WORD_LENGTH], field
+
+
+def _name_keys(entry: Entry) -> Iterator[tuple[str, Field]]:
+    for field, names in _fields(entry):
+        if field is Field.GENRE:
+            continue
+        for name in names:
+            parts = words(name)
+            if parts:
+                yield "".join(parts), field
+            if field is Field.AUTHOR and len(parts) > 1:
+                yield "".join(reversed(parts)), field  # "Eiichiro Oda" = "Oda Eiichiro"
+
+
+def _fields(entry: Entry) -> Iterator[tuple[Field, Iterable[str]]]:
+    yield Field.TITLE, (entry.title,)
+    yield Field.ALT, entry.alt_titles
+    yield Field.AUTHOR, entry.authors
+    yield Field.GENRE, entry.genres
