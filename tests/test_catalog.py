@@ -427,6 +427,8 @@ async def test_advanced_search_echoes_filters(client: httpx.AsyncClient) -> None
         "status": "ongoing",
         "sort_by": "title",
         "order": "desc",
+        "formats": [],
+        "year": None,
     }
     assert {"data", "page", "page_size", "total"} <= set(body)
     assert "One Punch-Man" in [m["title"] for m in body["data"]]

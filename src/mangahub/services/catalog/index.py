@@ -10,7 +10,8 @@ equals one of its titles or author names or is a typo or two away from one.
 Ranking blends how well the text matches with popularity:
 - the query equal to a title (1.3), an alt title (1.2) or an author name in either
   order (0.85), spelling folded (see :mod:`.fold`);
-- the query a typo or two from a title, alt title or author name;
+- the query a typo or two from a title, alt title or author name, or the start of
+  one ("spyxfam");
 - otherwise the mean over the query words of field weight x match weight, so a
   word of the title (1.0) beats one of an alt title or author (0.8) or a genre
   (0.5), and an exact word beats a prefix (0.9) or a typo (0.8, 0.75); plus up to
@@ -51,6 +52,9 @@ class Field(IntEnum):
 _WORD_WEIGHT = {Field.TITLE: 1.0, Field.ALT: 0.8, Field.AUTHOR: 0.8, Field.GENRE: 0.5}
 _NAME_EXACT = {Field.TITLE: 1.3, Field.ALT: 1.2, Field.AUTHOR: 0.85}
 _NAME_TYPO = {Field.TITLE: 1.0, Field.ALT: 0.95, Field.AUTHOR: 0.75}
+_NAME_START = {Field.TITLE: 0.9, Field.ALT: 0.8, Field.AUTHOR: 0.75}
+# Shorter whole queries are not looked for as the start of a name.
+MIN_NAME_START = 4
 _EXACT, _PREFIX, _INSIDE = 1.0, 0.9, 0.85
 
 
@@ -242,10 +246,14 @@ class SearchIndex:
 
     def _by_name(self, whole: str) -> dict[int, float]:
         """Series one of whose names, spaces and punctuation ignored, is ``whole``
-        or a typo or two away from it."""
+        or starts with it, or is a typo or two away from it."""
         hits: dict[int, float] = {}
         for series, field in self._names.items.get(whole, {}).items():
             hits[series] = max(hits.get(series, 0.0), _NAME_EXACT[field])
+        if len(whole) >= MIN_NAME_START:
+            for key in self._names.with_prefix(whole):
+                for series, field in self._names.items[key].items():
+                    hits[series] = max(hits.get(series, 0.0), _NAME_START[field])
         for key, distance in self._names.near(whole, name_typos(len(whole))):
             for series, field in self._names.items[key].items():
                 score = _NAME_TYPO[field] - 0.1 * (distance - 1)

@@ -9,11 +9,10 @@ from rapidfuzz import fuzz, process
 
 from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
 from mangahub.domain.errors import ValidationFailed
+from mangahub.domain.schemas import MAX_YEAR, MIN_YEAR
 from mangahub.services.catalog.fold import fold
 
 E = TypeVar("E", MangaStatus, SortBy, MangaFormat)
-# Start years a series can have; anything else is a typing slip, not a filter.
-MIN_YEAR, MAX_YEAR = 1800, 2100
 # WRatio score (0-100) from which a known name is suggested for an unknown one.
 _CLOSE_ENOUGH = 60
 

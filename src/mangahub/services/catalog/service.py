@@ -205,11 +205,11 @@ class CatalogService:
         if unknown:
             unknown_names("genres", "genre", unknown, stored)
 
-    async def list_formats(self) -> list[str]:
+    def list_formats(self) -> list[str]:
         """Every format a series can have, in the order of :class:`MangaFormat`."""
         return [member.value for member in MangaFormat]
 
-    async def list_statuses(self) -> list[str]:
+    def list_statuses(self) -> list[str]:
         """Every publication status, in the order of :class:`MangaStatus`."""
         return [member.value for member in MangaStatus]
 
