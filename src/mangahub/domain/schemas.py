@@ -153,8 +153,15 @@ class MangaSummary(Schema):
         return [g if isinstance(g, str) else g.name for g in value]
 
 
+class AuthorRolePublic(Schema):
+    name: str
+    role: str
+
+
 class MangaDetails(MangaSummary):
     alt_titles: list[str]
+    themes: list[str] = []
+    author_roles: list[AuthorRolePublic] = []
     description: str
     year: int | None
     volumes: int | None

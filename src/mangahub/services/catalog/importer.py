@@ -8,10 +8,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.catalog.records import SeriesRecord
+from mangahub.domain.enums import MangaFormat
 from mangahub.services._common import MAX_ROW_ID
 from mangahub.services.catalog.limits import MAX_GENRE, MAX_MANGADEX_ID, MAX_TITLE, MAX_URL
 from mangahub.services.catalog.text import (
@@ -21,7 +22,7 @@ from mangahub.services.catalog.text import (
     strip_nul,
     unique_slug,
 )
-from mangahub.storage.models import Genre, Manga, MangaGenre
+from mangahub.storage.models import CatalogEdit, CatalogTombstone, Genre, Manga, MangaGenre
 from mangahub.storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,19 @@ _IMPORTED = (
     "popularity",
     "mangadex_id",
     "anilist_id",
+    "mal_id",
+    "format",
+    "volumes",
+    "themes",
+    "author_roles",
     "search_text",
 )
+_SOURCE_IDS = ("mangadex_id", "anilist_id", "mal_id")
+# Stored values that mean "not known": a fill-only import replaces them ("manga" is
+# the format column's default, not something a source said).
+_UNSET: tuple[Any, ...] = (None, "", [], 0, "manga")
+# The admin-editable fields (MangaUpdate) by the column they protect.
+_EDITED_COLUMN = {"genre_ids": "genres"}
 
 
 @dataclass
@@ -56,6 +68,7 @@ class _Stored:
     id: int
     values: dict[str, Any]
     genre_ids: frozenset[int] = frozenset()
+    edited: frozenset[str] = frozenset()  # columns an admin changed
 
 
 @dataclass
@@ -64,38 +77,49 @@ class _Matches:
     record with neither, by its exact title among stored series with neither (so
     importing the same file twice does not duplicate them)."""
 
-    by_mangadex: dict[str, _Stored] = field(default_factory=dict)
-    by_anilist: dict[int, _Stored] = field(default_factory=dict)
+    by_id: dict[str, dict[Any, _Stored]] = field(
+        default_factory=lambda: {column: {} for column in _SOURCE_IDS}
+    )
     by_title: dict[str, _Stored] = field(default_factory=dict)
 
     def find(self, record: SeriesRecord) -> _Stored | None:
-        if record.mangadex_id is not None and record.mangadex_id in self.by_mangadex:
-            return self.by_mangadex[record.mangadex_id]
-        if record.anilist_id is not None:
-            return self.by_anilist.get(record.anilist_id)
-        return self.by_title.get(record.title) if record.mangadex_id is None else None
+        """By MangaDex id, else AniList id, else MAL id; by title for a record with none."""
+        ids = [(column, getattr(record, column)) for column in _SOURCE_IDS]
+        for column, value in ids:
+            if value is not None and value in self.by_id[column]:
+                return self.by_id[column][value]
+        if all(value is None for _, value in ids):
+            return self.by_title.get(record.title)
+        return None
 
     def add(self, stored: _Stored) -> None:
-        mangadex_id, anilist_id = stored.values["mangadex_id"], stored.values["anilist_id"]
-        if mangadex_id is not None:
-            self.by_mangadex[mangadex_id] = stored
-        if anilist_id is not None:
-            self.by_anilist[anilist_id] = stored
-        if mangadex_id is None and anilist_id is None:
+        for column in _SOURCE_IDS:
+            if stored.values[column] is not None:
+                self.by_id[column][stored.values[column]] = stored
+        if all(stored.values[column] is None for column in _SOURCE_IDS):
             self.by_title.setdefault(stored.values["title"], stored)  # the oldest one
 
     def owner(self, column: str, value: Any) -> int | None:
-        found = (self.by_mangadex if column == "mangadex_id" else self.by_anilist).get(value)
+        found = self.by_id[column].get(value)
         return None if found is None else found.id
 
 
 class Importer:
     """One import, inside one transaction that holds the catalog lock."""
 
-    def __init__(self, s: AsyncSession, dialect: str, *, update_existing: bool) -> None:
+    def __init__(
+        self, s: AsyncSession, dialect: str, *, update_existing: bool, fill_only: bool = False
+    ) -> None:
+        """``update_existing``: merge records into the series they match (else those
+        are left alone); ``fill_only``: the merge only fills what is not known yet and
+        adds to lists, so a catalog upgrade never replaces a value a sync wrote."""
         self._s = s
         self._dialect = dialect
         self._update_existing = update_existing
+        self._fill_only = fill_only
+        self._tombstones: set[tuple[str, str]] = set()
+        self.added = 0
+        self.updated = 0
         self._slugs: set[str] = set()
         self._genre_by_slug: dict[str, Genre] = {}
         self._genre_names: dict[int, str] = {}
@@ -107,6 +131,8 @@ class Importer:
         if not batch:
             return 0
         self._slugs = set((await self._s.scalars(select(Manga.slug))).all())
+        tombstones = select(CatalogTombstone.source, CatalogTombstone.source_id)
+        self._tombstones = {(src, sid) for src, sid in (await self._s.execute(tombstones)).all()}
         await self._ensure_genres(name for r in batch for name in r.genres)
         changed = 0
         for chunk in _chunks(batch, IMPORT_BATCH):
@@ -137,14 +163,25 @@ class Importer:
         for record in records:
             stored = matches.find(record)
             if stored is None:
-                inserts.append(record)
+                if not self._deleted(record):
+                    inserts.append(record)
             elif self._update_existing:
                 values, genre_ids = self._merge(stored, record, matches)
                 if values != stored.values or genre_ids != stored.genre_ids:
                     updates.append((stored, values, genre_ids))
         await self._insert(inserts)
         await self._update(updates)
+        self.added += len(inserts)
+        self.updated += len(updates)
         return len(inserts) + len(updates)
+
+    def _deleted(self, record: SeriesRecord) -> bool:
+        """Whether an admin deleted the series ``record`` describes (by any source id)."""
+        return any(
+            (column.removesuffix("_id"), str(getattr(record, column))) in self._tombstones
+            for column in _SOURCE_IDS
+            if getattr(record, column) is not None
+        )
 
     async def _stored(self, records: list[SeriesRecord]) -> _Matches:
         matches = _Matches()
@@ -159,6 +196,7 @@ class Importer:
         }
         if self._update_existing and stored:
             await self._load_genre_ids(stored)
+            await self._load_edits(stored)
         for item in stored.values():
             matches.add(item)
         return matches
@@ -173,16 +211,28 @@ class Importer:
         for manga_id, genre_ids in links.items():
             stored[manga_id].genre_ids = frozenset(genre_ids)
 
+    async def _load_edits(self, stored: dict[int, _Stored]) -> None:
+        edited: dict[int, set[str]] = {}
+        stmt = select(CatalogEdit.manga_id, CatalogEdit.field).where(
+            CatalogEdit.manga_id.in_(list(stored))
+        )
+        for manga_id, name in (await self._s.execute(stmt)).all():
+            edited.setdefault(manga_id, set()).add(_EDITED_COLUMN.get(name, name))
+        for manga_id, columns in edited.items():
+            stored[manga_id].edited = frozenset(columns)
+
     def _genre_ids(self, record: SeriesRecord) -> frozenset[int]:
         return frozenset(self._genre_by_slug[genre_slug(g)].id for g in record.genres)
 
     def _merge(
         self, stored: _Stored, record: SeriesRecord, matches: _Matches
     ) -> tuple[dict[str, Any], frozenset[int]]:
-        """The stored values overlaid with what ``record`` knows."""
-        values = dict(stored.values)
-        values.update(title=record.title, status=record.status.value)
-        known = {
+        """The stored values overlaid with what ``record`` knows, except the fields an
+        admin edited; in fill-only mode, only unknown values are replaced and lists
+        grow (stored items first)."""
+        known: dict[str, Any] = {
+            "title": record.title,
+            "status": record.status.value,
             "alt_titles": list(record.alt_titles) or None,
             "authors": list(record.authors) or None,
             "total_chapters": record.total_chapters,
@@ -190,14 +240,33 @@ class Importer:
             "cover_url": record.cover_url,
             "year": record.year,
             "popularity": record.popularity or None,
+            "format": record.format.value if record.format is not None else None,
+            "volumes": record.volumes,
+            "themes": list(record.themes) or None,
+            "author_roles": [a.to_json() for a in record.author_roles] or None,
         }
-        values.update({name: value for name, value in known.items() if value is not None})
         # A source id moves onto this series only if no other series holds it.
-        for column in ("mangadex_id", "anilist_id"):
+        for column in _SOURCE_IDS:
             value = getattr(record, column)
             if value is not None and matches.owner(column, value) in (None, stored.id):
-                values[column] = value
-        genre_ids = self._genre_ids(record) if record.genres else stored.genre_ids
+                known[column] = value
+        values = dict(stored.values)
+        for name, value in known.items():
+            old = values[name]
+            if value is None or name in stored.edited:
+                continue
+            if not self._fill_only:
+                values[name] = value
+            elif name in ("alt_titles", "authors", "themes"):
+                values[name] = list(dict.fromkeys([*old, *value]))
+            elif name == "total_chapters":
+                values[name] = max(old or 0, value)
+            elif old in _UNSET:
+                values[name] = value
+        genre_ids = stored.genre_ids
+        if record.genres and "genres" not in stored.edited:
+            new = self._genre_ids(record)
+            genre_ids = stored.genre_ids | new if self._fill_only else new
         values["search_text"] = self._search_text(values, genre_ids)
         return values, genre_ids
 
@@ -236,6 +305,11 @@ class Importer:
             "popularity": record.popularity,
             "mangadex_id": record.mangadex_id,
             "anilist_id": record.anilist_id,
+            "mal_id": record.mal_id,
+            "format": (record.format or MangaFormat.MANGA).value,
+            "volumes": record.volumes,
+            "themes": list(record.themes),
+            "author_roles": [a.to_json() for a in record.author_roles],
         }
         values["search_text"] = self._search_text(values, self._genre_ids(record))
         return values | {
@@ -264,18 +338,15 @@ class Importer:
 
 def _match_conditions(records: list[SeriesRecord]) -> list[ColumnElement[bool]]:
     """WHERE clauses finding the stored series ``records`` may refer to (see _Matches)."""
-    mangadex_ids = [r.mangadex_id for r in records if r.mangadex_id is not None]
-    anilist_ids = [r.anilist_id for r in records if r.anilist_id is not None]
-    titles = [r.title for r in records if r.mangadex_id is None and r.anilist_id is None]
     conditions: list[ColumnElement[bool]] = []
-    if mangadex_ids:
-        conditions.append(Manga.mangadex_id.in_(mangadex_ids))
-    if anilist_ids:
-        conditions.append(Manga.anilist_id.in_(anilist_ids))
+    for column in _SOURCE_IDS:
+        ids = [getattr(r, column) for r in records if getattr(r, column) is not None]
+        if ids:
+            conditions.append(getattr(Manga, column).in_(ids))
+    titles = [r.title for r in records if all(getattr(r, c) is None for c in _SOURCE_IDS)]
     if titles:
-        conditions.append(
-            Manga.title.in_(titles) & Manga.mangadex_id.is_(None) & Manga.anilist_id.is_(None)
-        )
+        no_ids = [getattr(Manga, column).is_(None) for column in _SOURCE_IDS]
+        conditions.append(and_(Manga.title.in_(titles), *no_ids))
     return conditions
 
 
@@ -306,6 +377,9 @@ def _clean(record: SeriesRecord) -> SeriesRecord | None:
         year=_bounded(record.year, 1, 9999),
         mangadex_id=mangadex_id,
         anilist_id=_bounded(record.anilist_id, 1, MAX_ROW_ID),
+        mal_id=_bounded(record.mal_id, 1, MAX_ROW_ID),
+        volumes=_bounded(record.volumes, 0, 100_000),
+        themes=tuple(t for t in _texts(record.themes) if len(t) <= MAX_GENRE),
         popularity=min(max(record.popularity, 0), MAX_ROW_ID),
     )
 
@@ -326,7 +400,7 @@ def _dedupe(records: Iterable[SeriesRecord]) -> list[SeriesRecord]:
     index: dict[tuple[str, Any], int] = {}
     keys_of: dict[int, list[tuple[str, Any]]] = {}
     for record in records:
-        keys = [("mangadex", record.mangadex_id), ("anilist", record.anilist_id)]
+        keys = [(column, getattr(record, column)) for column in _SOURCE_IDS]
         keys = [key for key in keys if key[1] is not None] or [("title", record.title)]
         hits = sorted({index[key] for key in keys if key in index})
         if hits:

@@ -29,7 +29,7 @@ async def mark_seeded(s: AsyncSession, dialect: str, digest: str, series: int) -
         "last_run_at": now,
         "last_success_at": now,
         "error": None,
-        "metadata": {"series": series, "source": "MangaDex"},
+        "metadata": {"series": series, "source": "MangaDex, AniList, MyAnimeList"},
     }
     await s.execute(
         upsert(

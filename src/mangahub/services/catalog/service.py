@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from pydantic import TypeAdapter
@@ -29,6 +30,7 @@ from mangahub.services._common import (
     require_manga,
     valid_id,
 )
+from mangahub.services.catalog.edits import record_edits, record_tombstones
 from mangahub.services.catalog.importer import Importer
 from mangahub.services.catalog.limits import MAX_MANGADEX_ID
 from mangahub.services.catalog.live_index import LiveIndex
@@ -56,6 +58,8 @@ from mangahub.services.catalog.writes import (
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChapterRow, Genre, Manga
 
+log = logging.getLogger(__name__)
+
 GENRES_CACHE_KEY = "catalog:genres"
 GENRES_CACHE_TTL = 300.0
 
@@ -70,27 +74,32 @@ class CatalogService:
 
     # --- imports ----------------------------------------------------------------------
 
-    async def seed_bundled(self) -> int:
-        """Load the bundled catalog once per database; returns how many series it added.
+    async def seed_bundled(self, *, force: bool = False) -> int:
+        """Load the bundled catalog once per bundled file; returns how many series it
+        added. ``force`` loads it even if this file was loaded already.
 
-        Idempotent and safe to run from several processes at once: the second caller
-        waits for the catalog lock, then sees the marker the first one committed.
-        A series an admin deleted stays deleted; only a new bundled file is loaded again
-        (and then only its series missing from the database are added).
+        A new bundled file upgrades the database: missing series are added, and the
+        series already there get the values they lack (ids, alt titles, year, format,
+        popularity...) without losing any they have. Fields an admin edited are left
+        alone and series an admin deleted stay deleted. Idempotent and safe to run from
+        several processes at once: the second caller waits for the catalog lock, then
+        sees the marker the first one committed.
         """
         digest = bundled_digest()
-        if await self._seeded_digest() == digest:
+        if not force and await self._seeded_digest() == digest:
             return 0
         records = load_bundled()
         async with self._db.session() as s:
             await lock_catalog(s, self._db.dialect)
-            if await seed_marker(s) == digest:
+            if not force and await seed_marker(s) == digest:
                 return 0
-            importer = Importer(s, self._db.dialect, update_existing=False)
-            added = await importer.run(records)
+            importer = Importer(s, self._db.dialect, update_existing=True, fill_only=True)
+            await importer.run(records)
             await mark_seeded(s, self._db.dialect, digest, len(records))
         await self._after_import(importer)
-        return added
+        if importer.updated:
+            log.info("catalog: filled in %d existing series", importer.updated)
+        return importer.added
 
     async def import_series(self, records: Iterable[SeriesRecord]) -> int:
         """Insert or update series in bulk; returns how many rows were added or changed.
@@ -289,6 +298,7 @@ class CatalogService:
             manga = await load_manga(s, manga_id)
             if "genre_ids" in changes:
                 manga.genres = await genres_by_id(s, changes.pop("genre_ids"))
+            await record_edits(s, self._db.dialect, manga.id, data.model_fields_set)
             for name, value in changes.items():
                 setattr(manga, name, value.value if isinstance(value, MangaStatus) else value)
             manga.search_text = build_search_text(
@@ -304,6 +314,9 @@ class CatalogService:
         deleted = None
         if valid_id(manga_id):
             async with self._db.session() as s:
+                manga = await s.get(Manga, manga_id)
+                if manga is not None:
+                    await record_tombstones(s, self._db.dialect, manga)
                 stmt = delete(Manga).where(Manga.id == manga_id).returning(Manga.id)
                 deleted = await s.scalar(stmt)
         if deleted is None:
