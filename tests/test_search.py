@@ -16,7 +16,7 @@ from sqlalchemy import update
 from mangahub.app import Runtime
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaFormat, MangaStatus
-from mangahub.services.catalog.fold import compact, fold
+from mangahub.services.catalog.fold import compact, fold, loose
 from mangahub.services.catalog.index import Entry, SearchIndex
 from mangahub.services.catalog.params import close_names
 from mangahub.storage.models import Manga
@@ -73,7 +73,12 @@ async def imported(runtime: Runtime, title: str, **fields: Any) -> int:
     ],
 )
 def test_spellings_fold_together(spellings: list[str], folded: str) -> None:
-    assert {fold(s) for s in spellings} == {folded}
+    assert {loose(s) for s in spellings} == {folded}
+
+
+def test_long_vowels_are_only_loosely_equal() -> None:
+    assert fold("Haikyuu!!") == "haikyuu" and loose("Haikyuu!!") == "haikyu"
+    assert fold("Onee-san") == "onee san"  # a whole-word "one" matches it only loosely
 
 
 def test_spacing_and_punctuation_do_not_matter_in_the_compact_form() -> None:

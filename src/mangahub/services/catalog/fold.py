@@ -4,11 +4,14 @@ spellings a reader types find the spelling the catalog stores.
 ``fold`` applies, in order: Unicode NFKC (full-width letters and digits become
 ASCII, half-width katakana full-width), ``×`` read as the letter x
 (SPY×FAMILY), case folding, accents and other combining marks dropped (Pokémon,
-Sōsō), hiragana written as katakana, apostrophes dropped (JoJo's → jojos), and
-in Latin words the romaji long vowels shortened (Haikyuu → haikyu, Sousou → soso,
-Toukyou → tokyo). The result's words are runs of letters and digits; everything
-else separates them, and the *compact* form joins them with nothing between, so
-"Dr. STONE", "dr stone" and "drstone" are one spelling.
+Sōsō), hiragana written as katakana, apostrophes dropped (JoJo's → jojos). The
+result's words are runs of letters and digits; everything else separates them, and
+the *compact* form joins them with nothing between, so "Dr. STONE", "dr stone" and
+"drstone" are one spelling.
+
+``loose`` also shortens romaji long vowels in Latin words (Haikyuu → haikyu, Sousou
+→ soso, Toukyou → tokyo). It makes different English words equal too ("onee" and
+"one", "soul" and "sol"), so the index treats such a match as a weaker one.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ def fold(text: str) -> str:
     value = unicodedata.normalize(
         "NFC", "".join(_katakana(c) for c in decomposed if not unicodedata.combining(c))
     )
-    return " ".join(_shorten(word) for word in _WORD.findall(value))
+    return " ".join(_WORD.findall(value))
+
+
+def loose(text: str) -> str:
+    """``fold(text)`` with romaji long vowels shortened in its Latin words."""
+    return " ".join(shorten(word) for word in fold(text).split())
 
 
 def words(text: str) -> list[str]:
@@ -59,7 +67,8 @@ def _katakana(c: str) -> str:
     return chr(ord(c) + _KATAKANA_SHIFT) if ord(c) in _HIRAGANA else c
 
 
-def _shorten(word: str) -> str:
+def shorten(word: str) -> str:
+    """A folded Latin word with romaji long vowels shortened (haikyuu → haikyu)."""
     if not _LATIN_WORD.fullmatch(word):
         return word
     return _LONG_VOWEL.sub(lambda m: m.group(0)[0], word)

@@ -8,8 +8,9 @@ Japanese/Chinese word; or when the whole query, spaces and punctuation ignored,
 equals one of its titles or author names or is a typo or two away from one.
 
 Ranking blends how well the text matches with popularity:
-- the query equal to a title (1.3), an alt title (1.2) or an author name in either
-  order (0.85), spelling folded (see :mod:`.fold`);
+- the query equal to a title or alt title (1.3; 1.25 with romaji long vowels
+  shortened) or an author name in either order (0.85; 1.05 for a full name),
+  spelling folded (see :mod:`.fold`);
 - the query a typo or two from a title, alt title or author name, or the start of
   one ("spyxfam");
 - otherwise the mean over the query words of field weight x match weight, so a
@@ -31,7 +32,7 @@ from enum import IntEnum
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from mangahub.services.catalog.fold import compact, is_cjk, words
+from mangahub.services.catalog.fold import compact, is_cjk, shorten, words
 
 # More query words than this only slow the search down without narrowing it.
 MAX_QUERY_WORDS = 16
@@ -50,12 +51,20 @@ class Field(IntEnum):
 
 
 _WORD_WEIGHT = {Field.TITLE: 1.0, Field.ALT: 0.8, Field.AUTHOR: 0.8, Field.GENRE: 0.5}
-_NAME_EXACT = {Field.TITLE: 1.3, Field.ALT: 1.2, Field.AUTHOR: 0.85}
-_NAME_TYPO = {Field.TITLE: 1.0, Field.ALT: 0.95, Field.AUTHOR: 0.75}
+# A title in another language or script is as much the series' name as its main
+# title: popularity decides between them ("Haikyuu!!" finds Haikyu!! before a
+# one-shot titled "Haikyuu!!").
+_NAME_EXACT = {Field.TITLE: 1.3, Field.ALT: 1.3, Field.AUTHOR: 0.85}
+# An author's full name (two words or more) says more than one word of a title
+# ("Eiichiro Oda" finds ONE PIECE before "Wanted! Eiichiro Oda Before One Piece").
+_FULL_NAME = 1.05
+# Equal once romaji long vowels are shortened ("haikyuu" = "Haikyu!!").
+_NAME_LOOSE = {Field.TITLE: 1.25, Field.ALT: 1.25, Field.AUTHOR: 0.8}
+_NAME_TYPO = {Field.TITLE: 1.0, Field.ALT: 1.0, Field.AUTHOR: 0.75}
 _NAME_START = {Field.TITLE: 0.9, Field.ALT: 0.8, Field.AUTHOR: 0.75}
 # Shorter whole queries are not looked for as the start of a name.
 MIN_NAME_START = 4
-_EXACT, _PREFIX, _INSIDE = 1.0, 0.9, 0.85
+_EXACT, _PREFIX, _LOOSE, _INSIDE = 1.0, 0.9, 0.9, 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,9 @@ class _Postings:
                 del self.items[key]
                 self._sorted = None
 
+    def prepare(self) -> None:
+        self._derive()
+
     def _derive(self) -> list[str]:
         if self._sorted is None:
             self._sorted = sorted(self.items)
@@ -149,8 +161,17 @@ class SearchIndex:
         self._entries: dict[int, Entry] = {}
         self._words = _Postings()
         self._names = _Postings()
+        # The same keys with romaji long vowels shortened (see fold.loose).
+        self._loose_words = _Postings()
+        self._loose_names = _Postings()
         self._title_length: dict[int, int] = {}
         self._max_popularity: int | None = 0
+
+    def prepare(self) -> None:
+        """Build the lookup structures now rather than in the next search."""
+        for postings in (self._words, self._names, self._loose_words, self._loose_names):
+            postings.prepare()
+        self._popularity_share(0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,8 +186,10 @@ class SearchIndex:
             self._entries[entry.id] = entry
             for key, field in _word_keys(entry):
                 self._words.add(key, entry.id, field)
-            for key, field in _name_keys(entry):
+                self._loose_words.add(shorten(key), entry.id, field)
+            for key, loose_key, field in _name_keys(entry):
                 self._names.add(key, entry.id, field)
+                self._loose_names.add(loose_key, entry.id, field)
             self._title_length[entry.id] = max(len(compact(entry.title)), 1)
             if self._max_popularity is not None:
                 self._max_popularity = max(self._max_popularity, entry.popularity)
@@ -177,8 +200,10 @@ class SearchIndex:
             return
         for key, _ in _word_keys(entry):
             self._words.remove(key, series)
-        for key, _ in _name_keys(entry):
+            self._loose_words.remove(shorten(key), series)
+        for key, loose_key, _ in _name_keys(entry):
             self._names.remove(key, series)
+            self._loose_names.remove(loose_key, series)
         self._title_length.pop(series, None)
         self._max_popularity = None  # recomputed when next needed
 
@@ -190,7 +215,8 @@ class SearchIndex:
             return []
         whole = "".join(terms)
         scores = self._by_words(terms, len(whole))
-        for series, score in self._by_name(whole).items():
+        loose = "".join(shorten(term) for term in terms)
+        for series, score in self._by_name(whole, loose, len(terms) > 1).items():
             if score > scores.get(series, 0.0):
                 scores[series] = score
         ranked = sorted(scores.items(), key=self._rank_key)
@@ -226,14 +252,16 @@ class SearchIndex:
         """Series with a word matching ``term`` → the best field x match weight."""
         hits: dict[int, float] = {}
 
-        def take(key: str, weight: float) -> None:
-            for series, field in self._words.items[key].items():
+        def take(key: str, weight: float, postings: _Postings = self._words) -> None:
+            for series, field in postings.items[key].items():
                 score = _WORD_WEIGHT[field] * weight
                 if score > hits.get(series, 0.0):
                     hits[series] = score
 
         if term in self._words.items:
             take(term, _EXACT)
+        if shorten(term) in self._loose_words.items:
+            take(shorten(term), _LOOSE, self._loose_words)
         if len(term) >= 2:
             for key in self._words.with_prefix(term):
                 take(key, _PREFIX)
@@ -244,12 +272,15 @@ class SearchIndex:
                 take(key, _INSIDE)
         return hits
 
-    def _by_name(self, whole: str) -> dict[int, float]:
+    def _by_name(self, whole: str, loose: str, full_name: bool) -> dict[int, float]:
         """Series one of whose names, spaces and punctuation ignored, is ``whole``
         or starts with it, or is a typo or two away from it."""
         hits: dict[int, float] = {}
+        for series, field in self._loose_names.items.get(loose, {}).items():
+            hits[series] = _NAME_LOOSE[field]
         for series, field in self._names.items.get(whole, {}).items():
-            hits[series] = max(hits.get(series, 0.0), _NAME_EXACT[field])
+            exact = _FULL_NAME if field is Field.AUTHOR and full_name else _NAME_EXACT[field]
+            hits[series] = max(hits.get(series, 0.0), exact)
         if len(whole) >= MIN_NAME_START:
             for key in self._names.with_prefix(whole):
                 for series, field in self._names.items[key].items():
@@ -268,16 +299,20 @@ def _word_keys(entry: Entry) -> Iterator[tuple[str, Field]]:
                 yield word[:MAX_WORD_LENGTH], field
 
 
-def _name_keys(entry: Entry) -> Iterator[tuple[str, Field]]:
+def _name_keys(entry: Entry) -> Iterator[tuple[str, str, Field]]:
+    """(compact name, the same loose, field) of each title and author name."""
     for field, names in _fields(entry):
         if field is Field.GENRE:
             continue
         for name in names:
             parts = words(name)
-            if parts:
-                yield "".join(parts), field
+            if not parts:
+                continue
+            orders = [parts]
             if field is Field.AUTHOR and len(parts) > 1:
-                yield "".join(reversed(parts)), field  # "Eiichiro Oda" = "Oda Eiichiro"
+                orders.append(parts[::-1])  # "Eiichiro Oda" = "Oda Eiichiro"
+            for order in orders:
+                yield "".join(order), "".join(shorten(p) for p in order), field
 
 
 def _fields(entry: Entry) -> Iterator[tuple[Field, Iterable[str]]]:

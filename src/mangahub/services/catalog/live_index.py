@@ -66,6 +66,7 @@ class LiveIndex:
             missing = stored - self._index.ids()
             if missing:
                 self._index.put(await _entries(s, Manga.id.in_(sorted(missing))))
+        self._index.prepare()
         self._stamp = stamp
 
 
