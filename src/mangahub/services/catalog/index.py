@@ -28,7 +28,9 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
+import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
@@ -91,12 +93,21 @@ def name_typos(length: int) -> int:
 
 class _Postings:
     """key → {series id: best field}, with the lookups the search needs: by prefix,
-    by length (for typo scans) and, for Japanese/Chinese keys, by substring."""
+    within a few typos, and, for Japanese/Chinese keys, by substring.
+
+    The typo lookup compares the query with every key of a near length, so keys are
+    first screened in bulk by their *letter sets* (a 64-bit mask each): one typo
+    changes a key's letter set by at most two letters, so a key whose set differs
+    from the query's by more than 2 x typos letters cannot be that close. Only the
+    few keys that pass get an edit-distance check.
+    """
 
     def __init__(self) -> None:
         self.items: dict[str, dict[int, Field]] = {}
         self._sorted: list[str] | None = None
-        self._by_length: dict[int, list[str]] = {}
+        self._by_length: list[str] = []  # keys ordered by length
+        self._masks: np.ndarray[Any, np.dtype[np.uint64]] = np.zeros(0, dtype=np.uint64)
+        self._length_start: list[int] = [0]  # first position of each length
         self._cjk: list[str] = []
 
     def add(self, key: str, series: int, field: Field) -> None:
@@ -121,9 +132,11 @@ class _Postings:
     def _derive(self) -> list[str]:
         if self._sorted is None:
             self._sorted = sorted(self.items)
-            self._by_length = {}
-            for key in self._sorted:
-                self._by_length.setdefault(len(key), []).append(key)
+            self._by_length = sorted(self._sorted, key=len)
+            self._masks = np.array([_letters(key) for key in self._by_length], dtype=np.uint64)
+            longest = len(self._by_length[-1]) if self._by_length else 0
+            lengths = [len(key) for key in self._by_length]
+            self._length_start = [bisect.bisect_left(lengths, n) for n in range(longest + 2)]
             self._cjk = [key for key in self._sorted if is_cjk(key)]
         return self._sorted
 
@@ -137,21 +150,32 @@ class _Postings:
 
     def near(self, key: str, typos: int) -> Iterator[tuple[str, int]]:
         """Keys 1..``typos`` edits from ``key``, with their distance."""
+        if typos <= 0:
+            return
         self._derive()
-        for length in range(len(key) - typos, len(key) + typos + 1):
-            choices = self._by_length.get(length)
-            if not choices:
-                continue
-            found = process.extract(
-                key, choices, scorer=OSA.distance, score_cutoff=typos, limit=None
-            )
-            for choice, distance, _ in found:
-                if distance:
-                    yield choice, int(distance)
+        last = len(self._length_start) - 1
+        start = self._length_start[min(max(len(key) - typos, 0), last)]
+        end = self._length_start[min(len(key) + typos + 1, last)]
+        if start >= end:
+            return
+        differing = np.bitwise_count(self._masks[start:end] ^ np.uint64(_letters(key)))
+        choices = [self._by_length[start + i] for i in np.flatnonzero(differing <= 2 * typos)]
+        found = process.extract(key, choices, scorer=OSA.distance, score_cutoff=typos, limit=None)
+        for choice, distance, _ in found:
+            if distance:
+                yield choice, int(distance)
 
     def containing(self, key: str) -> Iterator[str]:
         self._derive()
         return (other for other in self._cjk if key in other and other != key)
+
+
+def _letters(key: str) -> int:
+    """The set of ``key``'s characters as a 64-bit mask (characters hashed to bits)."""
+    mask = 0
+    for char in key:
+        mask |= 1 << (ord(char) % 64)
+    return mask
 
 
 class SearchIndex:
@@ -236,41 +260,45 @@ class SearchIndex:
         return math.log1p(popularity) / math.log1p(self._max_popularity)
 
     def _by_words(self, terms: list[str], query_length: int) -> dict[int, float]:
-        per_term = [self._term_hits(term) for term in terms]
-        if not all(per_term):
-            return {}
-        per_term.sort(key=len)
-        common = set(per_term[0]).intersection(*per_term[1:])
+        """Series matching every term, scored. The rarest term is looked up first;
+        a common one ("no", "the") is then only checked against the series still in
+        the running, not scanned in full."""
+        plans = [self._term_keys(term, prefix=i == len(terms) - 1) for i, term in enumerate(terms)]
+        plans.sort(key=_plan_size)
+        sums: dict[int, float] | None = None
+        for plan in plans:
+            if sums is None:
+                sums = _scan(plan)
+            elif _plan_size(plan) <= len(sums) * max(len(plan), 1):
+                found = _scan(plan)
+                sums = {sid: total + found[sid] for sid, total in sums.items() if sid in found}
+            else:
+                sums = _probe(plan, sums)
+            if not sums:
+                return {}
         scores: dict[int, float] = {}
-        for series in common:
-            text = sum(hits[series] for hits in per_term) / len(per_term)
+        for series, total in (sums or {}).items():
             cover = min(1.0, query_length / self._title_length[series])
-            scores[series] = text + COVERAGE_WEIGHT * cover
+            scores[series] = total / len(terms) + COVERAGE_WEIGHT * cover
         return scores
 
-    def _term_hits(self, term: str) -> dict[int, float]:
-        """Series with a word matching ``term`` → the best field x match weight."""
-        hits: dict[int, float] = {}
-
-        def take(key: str, weight: float, postings: _Postings = self._words) -> None:
-            for series, field in postings.items[key].items():
-                score = _WORD_WEIGHT[field] * weight
-                if score > hits.get(series, 0.0):
-                    hits[series] = score
-
+    def _term_keys(self, term: str, *, prefix: bool) -> Plan:
+        """The postings of every word matching ``term``, each with its match weight:
+        exact, loosely equal, a prefix (for the query's last word, which a reader may
+        not have finished), a typo or two away, or holding it (Japanese/Chinese)."""
+        plan: Plan = []
         if term in self._words.items:
-            take(term, _EXACT)
-        if shorten(term) in self._loose_words.items:
-            take(shorten(term), _LOOSE, self._loose_words)
-        if len(term) >= 2:
-            for key in self._words.with_prefix(term):
-                take(key, _PREFIX)
+            plan.append((self._words.items[term], _EXACT))
+        loose = shorten(term)
+        if loose in self._loose_words.items:
+            plan.append((self._loose_words.items[loose], _LOOSE))
+        if prefix and len(term) >= 2:
+            plan += [(self._words.items[key], _PREFIX) for key in self._words.with_prefix(term)]
         for key, distance in self._words.near(term, word_typos(len(term))):
-            take(key, 0.85 - 0.05 * distance)
+            plan.append((self._words.items[key], 0.85 - 0.05 * distance))
         if is_cjk(term):
-            for key in self._words.containing(term):
-                take(key, _INSIDE)
-        return hits
+            plan += [(self._words.items[key], _INSIDE) for key in self._words.containing(term)]
+        return plan
 
     def _by_name(self, whole: str, loose: str, full_name: bool) -> dict[int, float]:
         """Series one of whose names, spaces and punctuation ignored, is ``whole``
@@ -290,6 +318,38 @@ class SearchIndex:
                 score = _NAME_TYPO[field] - 0.1 * (distance - 1)
                 hits[series] = max(hits.get(series, 0.0), score)
         return hits
+
+
+Plan = list[tuple[dict[int, Field], float]]
+
+
+def _plan_size(plan: Plan) -> int:
+    return sum(len(owners) for owners, _ in plan)
+
+
+def _scan(plan: Plan) -> dict[int, float]:
+    """Every series in ``plan``'s postings → its best field x match weight."""
+    hits: dict[int, float] = {}
+    for owners, weight in plan:
+        for series, field in owners.items():
+            score = _WORD_WEIGHT[field] * weight
+            if score > hits.get(series, 0.0):
+                hits[series] = score
+    return hits
+
+
+def _probe(plan: Plan, sums: dict[int, float]) -> dict[int, float]:
+    """``sums`` kept for the series ``plan`` matches, its best score added."""
+    kept: dict[int, float] = {}
+    for series, total in sums.items():
+        best = 0.0
+        for owners, weight in plan:
+            field = owners.get(series)
+            if field is not None:
+                best = max(best, _WORD_WEIGHT[field] * weight)
+        if best:
+            kept[series] = total + best
+    return kept
 
 
 def _word_keys(entry: Entry) -> Iterator[tuple[str, Field]]:
