@@ -46,6 +46,8 @@ from sqlalchemy import select
 from mangahub.cache import MemoryCache
 from mangahub.catalog.loader import load_bundled
 from mangahub.catalog.records import SeriesRecord
+from mangahub.domain.schemas import MangaSummary
+from mangahub.services._common import fetch_page
 from mangahub.services.catalog import CatalogService
 from mangahub.services.catalog.fold import compact, is_cjk
 from mangahub.storage.database import Database
@@ -250,17 +252,18 @@ def new_search(service: CatalogService) -> Search:
 
 
 def baseline_search(db: Database) -> Search:
-    """The full-text search this replaces: prefix terms AND-ed, title tiers, then
-    popularity (as storage/search.py ranks)."""
+    """The full-text search this replaces, as the service ran it: prefix terms AND-ed
+    (FTS5 / tsvector), title tiers, then popularity; one page of summaries."""
 
     async def run(q: str) -> list[int]:
         search = text_search(db.dialect, q)
         if search is None:
             return []
-        stmt = search.apply(select(Manga.id))
+        stmt = search.apply(select(Manga))
         stmt = stmt.order_by(*search.ranking(), Manga.popularity.desc(), Manga.id.asc())
         async with db.session() as s:
-            return list((await s.scalars(stmt.limit(5))).all())
+            rows, _ = await fetch_page(s, stmt, 1, 5)
+            return [MangaSummary.model_validate(row[0]).id for row in rows]
 
     return run
 

@@ -79,6 +79,10 @@ class Entry:
     authors: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()
     popularity: int = 0
+    # What search filters look at besides the text (see queries.Filters.accepts).
+    status: str = ""
+    format: str = ""
+    year: int | None = None
 
 
 def word_typos(length: int) -> int:
@@ -202,6 +206,9 @@ class SearchIndex:
 
     def ids(self) -> set[int]:
         return set(self._entries)
+
+    def entry(self, series: int) -> Entry | None:
+        return self._entries.get(series)
 
     def put(self, entries: Iterable[Entry]) -> None:
         """Add series, or replace the ones already indexed under the same id."""

@@ -26,7 +26,7 @@ from mangahub.storage.models import Genre, Manga, MangaGenre
 
 # Writes committed out of updated_at order by at most this much are still seen.
 REREAD_MARGIN = timedelta(seconds=60)
-# Matches one search hands to SQL at most (filters, paging); enough for any reader.
+# Matches one search ranks at most; enough for any reader.
 MAX_MATCHES = 5000
 
 Stamp = tuple[int, datetime | None]
@@ -39,20 +39,18 @@ class LiveIndex:
         self._stamp: Stamp | None = None
         self._lock = asyncio.Lock()
 
-    async def search(self, query: str) -> list[int]:
-        """Ids of the series matching ``query``, best first."""
-        await self.refresh()
-        return self._index.search(query, MAX_MATCHES)
+    async def search(self, s: AsyncSession, query: str) -> list[Entry]:
+        """The series matching ``query``, best first, as of this transaction (``s``)."""
+        await self.refresh(s)
+        found = (self._index.entry(i) for i in self._index.search(query, MAX_MATCHES))
+        return [entry for entry in found if entry is not None]
 
-    async def refresh(self) -> None:
-        async with self._db.session() as s:
-            stamp = await _stamp(s)
+    async def refresh(self, s: AsyncSession) -> None:
+        stamp = await _stamp(s)
         if stamp == self._stamp:
             return
         async with self._lock:
-            if stamp == self._stamp:
-                return
-            async with self._db.session() as s:
+            if stamp != self._stamp:
                 await self._catch_up(s, stamp)
 
     async def _catch_up(self, s: AsyncSession, stamp: Stamp) -> None:
@@ -77,7 +75,14 @@ async def _stamp(s: AsyncSession) -> Stamp:
 
 async def _entries(s: AsyncSession, where: ColumnElement[bool] | None) -> list[Entry]:
     stmt = select(
-        Manga.id, Manga.title, Manga.alt_titles, Manga.authors, Manga.popularity
+        Manga.id,
+        Manga.title,
+        Manga.alt_titles,
+        Manga.authors,
+        Manga.popularity,
+        Manga.status,
+        Manga.format,
+        Manga.year,
     ).order_by(Manga.id)
     if where is not None:
         stmt = stmt.where(where)
@@ -93,6 +98,9 @@ async def _entries(s: AsyncSession, where: ColumnElement[bool] | None) -> list[E
             authors=tuple(row.authors or ()),
             genres=tuple(genres.get(row.id, ())),
             popularity=row.popularity or 0,
+            status=row.status,
+            format=row.format,
+            year=row.year,
         )
         for row in rows
     ]

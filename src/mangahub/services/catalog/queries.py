@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.sql.elements import UnaryExpression
 
 from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
+from mangahub.services.catalog.index import Entry
 from mangahub.services.catalog.text import genre_slug
 from mangahub.storage.models import Genre, Manga, MangaGenre
 from mangahub.storage.search import title_sort_key
@@ -38,6 +39,22 @@ class Filters:
         if self.year is not None:
             found.append(Manga.year == self.year)
         return found
+
+    def accepts(self, entry: Entry) -> bool:
+        """The same test as :meth:`conditions`, on an indexed series."""
+        if self.status is not None and entry.status != self.status.value:
+            return False
+        if self.formats:
+            if entry.format not in {f.value for f in self.formats}:
+                return False
+        elif entry.format == MangaFormat.NOVEL.value:
+            return False
+        if self.year is not None and entry.year != self.year:
+            return False
+        if self.genres:
+            held = {genre_slug(name) for name in entry.genres}
+            return all(genre_slug(name) in held for name in self.genres)
+        return True
 
 
 def _having_genres(names: Sequence[str]) -> ColumnElement[bool]:

@@ -170,34 +170,34 @@ class CatalogService:
         )
         check_page(page, page_size)
         await self._check_genres(filters.genres)
-        stmt = select(Manga).where(*filters.conditions())
         if q is not None and q.strip():
-            ranked = await self._index.search(q)
-            if not ranked:
-                return [], 0
-            if key == "relevance":
-                return await self._page_in_rank_order(ranked, filters, page, page_size)
-            stmt = stmt.where(Manga.id.in_(ranked))
+            return await self._search_text(q, filters, key, direction, page, page_size)
+        stmt = select(Manga).where(*filters.conditions())
         stmt = stmt.order_by(*ordering(self._db.dialect, SortBy(key), direction))
         async with self._db.session() as s:
             rows, total = await fetch_page(s, stmt, page, page_size)
             return [MangaSummary.model_validate(row[0]) for row in rows], total
 
-    async def _page_in_rank_order(
-        self, ranked: list[int], filters: Filters, page: int, page_size: int
+    async def _search_text(
+        self, q: str, filters: Filters, key: str, direction: str, page: int, page_size: int
     ) -> tuple[list[MangaSummary], int]:
-        """One page of the ``ranked`` series that pass ``filters``, best first."""
+        """One page of the series matching ``q`` that pass ``filters``: best match
+        first (filtered in the index, one query for the page), or by another sort key."""
         async with self._db.session() as s:
-            kept = select(Manga.id).where(Manga.id.in_(ranked), *filters.conditions())
-            passing = set((await s.scalars(kept)).all())
-            ordered = [series for series in ranked if series in passing]
+            found = await self._index.search(s, q)
+            ranked = [entry.id for entry in found if filters.accepts(entry)]
+            if key != "relevance":
+                stmt = select(Manga).where(Manga.id.in_(ranked), *filters.conditions())
+                stmt = stmt.order_by(*ordering(self._db.dialect, SortBy(key), direction))
+                rows, total = await fetch_page(s, stmt, page, page_size)
+                return [MangaSummary.model_validate(row[0]) for row in rows], total
             start = (page - 1) * page_size
-            wanted = ordered[start : start + page_size]
+            wanted = ranked[start : start + page_size]
             if not wanted:
-                return [], len(ordered)
-            rows = (await s.scalars(select(Manga).where(Manga.id.in_(wanted)))).all()
-            by_id = {row.id: MangaSummary.model_validate(row) for row in rows}
-        return [by_id[series] for series in wanted if series in by_id], len(ordered)
+                return [], len(ranked)
+            rows_ = (await s.scalars(select(Manga).where(Manga.id.in_(wanted)))).all()
+            by_id = {row.id: MangaSummary.model_validate(row) for row in rows_}
+        return [by_id[i] for i in wanted if i in by_id], len(ranked)
 
     async def _check_genres(self, names: Sequence[str]) -> None:
         """ValidationFailed for a genre no series can have (the cached list is checked
