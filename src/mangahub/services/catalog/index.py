@@ -60,10 +60,11 @@ _NAME_EXACT = {Field.TITLE: 1.3, Field.ALT: 1.3, Field.AUTHOR: 0.85}
 # An author's full name (two words or more) says more than one word of a title
 # ("Eiichiro Oda" finds ONE PIECE before "Wanted! Eiichiro Oda Before One Piece").
 _FULL_NAME = 1.05
+_LOOSER = 0.05  # how much less a loose match of a whole name counts
 # Equal once romaji long vowels are shortened ("haikyuu" = "Haikyu!!").
-_NAME_LOOSE = {Field.TITLE: 1.25, Field.ALT: 1.25, Field.AUTHOR: 0.8}
+_NAME_LOOSE = {field: weight - _LOOSER for field, weight in _NAME_EXACT.items()}
 _NAME_TYPO = {Field.TITLE: 1.0, Field.ALT: 1.0, Field.AUTHOR: 0.75}
-_NAME_START = {Field.TITLE: 0.9, Field.ALT: 0.8, Field.AUTHOR: 0.75}
+_NAME_START = {Field.TITLE: 0.9, Field.ALT: 0.9, Field.AUTHOR: 0.75}
 # Shorter whole queries are not looked for as the start of a name.
 MIN_NAME_START = 4
 _EXACT, _PREFIX, _LOOSE, _INSIDE = 1.0, 0.9, 0.9, 0.85
@@ -312,7 +313,8 @@ class SearchIndex:
         or starts with it, or is a typo or two away from it."""
         hits: dict[int, float] = {}
         for series, field in self._loose_names.items.get(loose, {}).items():
-            hits[series] = _NAME_LOOSE[field]
+            full = field is Field.AUTHOR and full_name
+            hits[series] = _FULL_NAME - _LOOSER if full else _NAME_LOOSE[field]
         for series, field in self._names.items.get(whole, {}).items():
             exact = _FULL_NAME if field is Field.AUTHOR and full_name else _NAME_EXACT[field]
             hits[series] = max(hits.get(series, 0.0), exact)

@@ -1,17 +1,21 @@
 """The search index kept current with the database it indexes.
 
-Before each search one cheap query reads the catalog's stamp (row count and latest
-``updated_at``). When it moved, the series changed since the previous stamp (less a
-margin for writers whose clocks or transactions lag) are read again, and a count
-that still differs means series were deleted: the indexed ids are then checked
-against the table. Every writer of the catalog, in this process or another
-(imports, admin edits, source sync, another server on the same database), is seen
-this way on both storage paths, without a message having to reach us.
+Before a search one cheap query reads the catalog's stamp (row count and latest
+``updated_at``): on the first search after this process changed the catalog, else
+at most every STAMP_INTERVAL seconds. When it moved, the series changed since the
+previous stamp (less a margin for writers whose clocks or transactions lag) are
+read again, and a count that still differs means series were deleted: the indexed
+ids are then checked against the table. Every writer of the catalog, in this process
+or another (imports, admin edits, source sync, another server on the same database),
+is seen this way on both storage paths, without a message having to reach us: this
+process's own changes at once, other writers' within STAMP_INTERVAL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,6 +33,10 @@ REREAD_MARGIN = timedelta(seconds=60)
 # Matches one search ranks at most; enough for any reader.
 MAX_MATCHES = 5000
 
+# How stale a search may be about writes of other processes (or of code that
+# bypasses CatalogService); this process's catalog writes invalidate at once.
+STAMP_INTERVAL = 0.25
+
 Stamp = tuple[int, datetime | None]
 
 
@@ -38,6 +46,11 @@ class LiveIndex:
         self._index = SearchIndex()
         self._stamp: Stamp | None = None
         self._lock = asyncio.Lock()
+        self._checked_at = -math.inf
+
+    def invalidate(self) -> None:
+        """The catalog changed (committed): check the stamp before the next search."""
+        self._checked_at = -math.inf
 
     async def search(self, s: AsyncSession, query: str) -> list[Entry]:
         """The series matching ``query``, best first, as of this transaction (``s``)."""
@@ -46,6 +59,10 @@ class LiveIndex:
         return [entry for entry in found if entry is not None]
 
     async def refresh(self, s: AsyncSession) -> None:
+        checked = time.monotonic()
+        if checked - self._checked_at < STAMP_INTERVAL:
+            return
+        self._checked_at = checked  # before the read: an invalidate() meanwhile wins
         stamp = await _stamp(s)
         if stamp == self._stamp:
             return

@@ -123,6 +123,7 @@ class CatalogService:
             return await seed_marker(s)
 
     async def _after_import(self, importer: Importer) -> None:
+        self._index.invalidate()
         if importer.created_genres:
             await self._cache.delete(GENRES_CACHE_KEY)
 
@@ -257,6 +258,13 @@ class CatalogService:
             return [MangaDetails.model_validate(row) for row in rows]
 
     async def create_manga(self, data: MangaCreate) -> MangaDetails:
+        """See :meth:`_create_manga`; search sees the change at once."""
+        try:
+            return await self._create_manga(data)
+        finally:
+            self._index.invalidate()
+
+    async def _create_manga(self, data: MangaCreate) -> MangaDetails:
         """A new series; ValidationFailed for unknown genres, Conflict for a source id
         that another series already has."""
         check_create(data)
@@ -290,6 +298,13 @@ class CatalogService:
             raise Conflict("the series conflicts with an existing one") from exc
 
     async def update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
+        """See :meth:`_update_manga`; search sees the change at once."""
+        try:
+            return await self._update_manga(manga_id, data)
+        finally:
+            self._index.invalidate()
+
+    async def _update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
         """Change the fields present in ``data`` (``null`` clears an optional one).
         The slug stays: links to the series keep working after a retitle."""
         changes = {name: getattr(data, name) for name in data.model_fields_set}
@@ -309,6 +324,13 @@ class CatalogService:
             return MangaDetails.model_validate(manga)
 
     async def delete_manga(self, manga_id: int) -> None:
+        """See :meth:`_delete_manga`; search sees the change at once."""
+        try:
+            await self._delete_manga(manga_id)
+        finally:
+            self._index.invalidate()
+
+    async def _delete_manga(self, manga_id: int) -> None:
         """Remove a series with everything hanging off it (chapters, library entries,
         progress, ratings, comments, chat) by the foreign keys' ON DELETE CASCADE."""
         deleted = None
