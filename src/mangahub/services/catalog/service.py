@@ -104,11 +104,13 @@ class CatalogService:
     async def import_series(self, records: Iterable[SeriesRecord]) -> int:
         """Insert or update series in bulk; returns how many rows were added or changed.
 
-        A record updates the series with its ``mangadex_id`` (else its ``anilist_id``;
-        a record with neither, the series of the same title that has neither); fields
-        it leaves empty keep their stored value, so a partial source (AniList
-        enrichment) never erases what another one supplied. Missing genres are
-        created. Series that would not change are not written (nor counted).
+        A record updates the series with its ``mangadex_id`` (else its ``anilist_id``,
+        else its ``mal_id``; a record with none, the series of the same title that has
+        none); fields it leaves empty keep their stored value, so a partial source
+        (AniList enrichment) never erases what another one supplied, and fields an
+        admin edited keep the admin's value. A record of a series an admin deleted is
+        skipped. Missing genres are created. Series that would not change are not
+        written (nor counted).
         One transaction: a failed import leaves the catalog as it was.
         """
         async with self._db.session() as s:
