@@ -332,6 +332,7 @@ async def run_one(
                     tuple(r.authors),
                     r.mangadex_id,
                     r.anilist_id,
+                    r.popularity,
                 )
                 for r in (await s.scalars(select(Manga))).all()
             ]
