@@ -135,7 +135,9 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             if password is not None:
                 # Printed once, on the first start only: the operator must keep it.
                 print(f"Created user 'admin' with generated password: {password}", flush=True)
-        await runtime.catalog_reads.start()  # before bus.start(): its topic is subscribed then
+        # Before bus.start(): their topic is subscribed then.
+        await runtime.catalog_reads.start()
+        await runtime.catalog.follow_changes()
         await bus.start()
         if settings.metrics_port is not None:
             metrics_endpoint = MetricsEndpoint(settings.host, settings.metrics_port)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, Select, delete, or_, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from mangahub.bus import EventBus
 from mangahub.cache import Cache
 from mangahub.catalog.loader import bundled_digest, load_bundled
 from mangahub.catalog.records import SeriesRecord
-from mangahub.domain.enums import MangaStatus, SortBy
+from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
 from mangahub.domain.errors import Conflict
 from mangahub.domain.schemas import (
     ChapterPublic,
@@ -24,8 +23,14 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
-from mangahub.readmodels.catalog import SUMMARY_COLUMNS, publish_catalog_changed, summaries
+from mangahub.readmodels.catalog import (
+    CATALOG_CHANGED,
+    SUMMARY_COLUMNS,
+    publish_catalog_changed,
+    summaries,
+)
 from mangahub.services._common import (
+    check_page,
     fetch_page,
     load_manga,
     manga_not_found,
@@ -35,15 +40,20 @@ from mangahub.services._common import (
 from mangahub.services.catalog.edits import record_edits, record_tombstones
 from mangahub.services.catalog.importer import Importer
 from mangahub.services.catalog.limits import MAX_MANGADEX_ID
+from mangahub.services.catalog.live_index import LiveIndex
 from mangahub.services.catalog.params import (
+    effective_order,
+    parse_formats,
     parse_order,
     parse_sort,
     parse_status,
+    parse_year,
     split_genres,
+    unknown_names,
 )
-from mangahub.services.catalog.queries import filter_genres, ordering
+from mangahub.services.catalog.queries import Filters, ordering
 from mangahub.services.catalog.seed import mark_seeded, seed_marker
-from mangahub.services.catalog.text import build_search_text, slugify
+from mangahub.services.catalog.text import build_search_text, genre_slug, slugify
 from mangahub.services.catalog.writes import (
     check_create,
     check_update,
@@ -54,7 +64,6 @@ from mangahub.services.catalog.writes import (
 )
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChapterRow, Genre, Manga
-from mangahub.storage.search import TextSearch, text_search
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +78,16 @@ class CatalogService:
         self._db = db
         self._cache = cache
         self._bus = bus
+        self._index = LiveIndex(db)
 
     async def _changed(self, *manga_ids: int) -> None:
         await publish_catalog_changed(self._bus, *manga_ids)
+
+    async def follow_changes(self) -> None:
+        """Search sees catalog writes of every process as soon as their event arrives
+        (and re-checks after missed events), not only at the next stamp check."""
+        if self._bus is not None:
+            await self._bus.tap(CATALOG_CHANGED, lambda _event: self._index.invalidate())
 
     # --- imports ----------------------------------------------------------------------
 
@@ -126,6 +142,7 @@ class CatalogService:
             return await seed_marker(s)
 
     async def _after_import(self, importer: Importer) -> None:
+        self._index.invalidate()
         if importer.created_genres:
             await self._cache.delete(GENRES_CACHE_KEY)
         await self._changed()
@@ -141,7 +158,8 @@ class CatalogService:
         page_size: int = 20,
     ) -> tuple[list[MangaSummary], int]:
         """Series matching ``q`` (title, alt titles, authors, genre names; best match
-        first), else by popularity; ``genre`` and ``status`` ignore case."""
+        first, see :mod:`.index`), else by popularity; ``genre`` and ``status`` ignore
+        case."""
         genres = [genre] if genre is not None else []
         return await self.advanced_search(q, genres, status, None, None, page, page_size)
 
@@ -154,28 +172,78 @@ class CatalogService:
         order: str | None = None,
         page: int = 1,
         page_size: int = 20,
+        *,
+        formats: str | Sequence[MangaFormat | str] | None = None,
+        year: int | str | None = None,
     ) -> tuple[list[MangaSummary], int]:
-        """Like :meth:`list_manga`, with every genre in ``genres`` required and a sort
-        order (see :func:`effective_order`); ties are broken by id."""
-        status_ = parse_status(status)
-        sort_ = parse_sort(sort_by)
-        order_ = parse_order(order)
-        stmt: Select[Any] = select(*SUMMARY_COLUMNS)
-        search: TextSearch | None = None
+        """Like :meth:`list_manga`, with every genre in ``genres`` required, any of
+        ``formats`` (novels only when asked for), a start ``year`` and a sort order
+        (see :func:`effective_order`); ties are broken by id. An unknown genre, status
+        or format is a ValidationFailed naming the close ones."""
+        filters = Filters(
+            genres=split_genres(genres),
+            status=parse_status(status),
+            formats=parse_formats(formats),
+            year=parse_year(year),
+        )
+        key, direction = effective_order(
+            parse_sort(sort_by), parse_order(order), q is not None and bool(q.strip())
+        )
+        check_page(page, page_size)
+        await self._check_genres(filters.genres)
         if q is not None and q.strip():
-            search = text_search(self._db.dialect, q)
-            if search is None:
-                return [], 0  # only punctuation: nothing can match it
-            stmt = search.apply(stmt)
-        stmt = filter_genres(stmt, split_genres(genres))
-        if status_ is not None:
-            stmt = stmt.where(Manga.status == status_.value)
-        stmt = stmt.order_by(*ordering(self._db.dialect, search, sort_, order_))
+            return await self._search_text(q, filters, key, direction, page, page_size)
+        stmt = select(*SUMMARY_COLUMNS).where(*filters.conditions())
+        stmt = stmt.order_by(*ordering(self._db.dialect, SortBy(key), direction))
         # Core rows, no ORM entities; one read without BEGIN/COMMIT (no common
         # snapshot needed: the total is a hint that a concurrent write may move anyway).
         async with self._db.read() as conn:
             rows, total = await fetch_page(conn, stmt, page, page_size)
             return await summaries(conn, rows), total
+
+    async def _search_text(
+        self, q: str, filters: Filters, key: str, direction: str, page: int, page_size: int
+    ) -> tuple[list[MangaSummary], int]:
+        """One page of the series matching ``q`` that pass ``filters``: best match
+        first (filtered in the index, one query for the page), or by another sort key."""
+        async with self._db.session() as s:
+            found = await self._index.search(s, q)
+            ranked = [entry.id for entry in found if filters.accepts(entry)]
+            if key != "relevance":
+                stmt = select(Manga).where(Manga.id.in_(ranked), *filters.conditions())
+                stmt = stmt.order_by(*ordering(self._db.dialect, SortBy(key), direction))
+                rows, total = await fetch_page(s, stmt, page, page_size)
+                return [MangaSummary.model_validate(row[0]) for row in rows], total
+            start = (page - 1) * page_size
+            wanted = ranked[start : start + page_size]
+            if not wanted:
+                return [], len(ranked)
+            rows_ = (await s.scalars(select(Manga).where(Manga.id.in_(wanted)))).all()
+            by_id = {row.id: MangaSummary.model_validate(row) for row in rows_}
+        return [by_id[i] for i in wanted if i in by_id], len(ranked)
+
+    async def _check_genres(self, names: Sequence[str]) -> None:
+        """ValidationFailed for a genre no series can have (the cached list is checked
+        first, the table when the cache may be behind)."""
+        if not names:
+            return
+        known = {genre.slug for genre in await self.list_genres()}
+        if all(genre_slug(name) in known for name in names):
+            return
+        async with self._db.session() as s:
+            stored = (await s.scalars(select(Genre.name))).all()
+        slugs = {genre_slug(name) for name in stored}
+        unknown = [name for name in names if genre_slug(name) not in slugs]
+        if unknown:
+            unknown_names("genres", "genre", unknown, stored)
+
+    def list_formats(self) -> list[str]:
+        """Every format a series can have, in the order of :class:`MangaFormat`."""
+        return [member.value for member in MangaFormat]
+
+    def list_statuses(self) -> list[str]:
+        """Every publication status, in the order of :class:`MangaStatus`."""
+        return [member.value for member in MangaStatus]
 
     # --- single series ----------------------------------------------------------------
 
@@ -212,6 +280,13 @@ class CatalogService:
             return [MangaDetails.model_validate(row) for row in rows]
 
     async def create_manga(self, data: MangaCreate) -> MangaDetails:
+        """See :meth:`_create_manga`; search sees the change at once."""
+        try:
+            return await self._create_manga(data)
+        finally:
+            self._index.invalidate()
+
+    async def _create_manga(self, data: MangaCreate) -> MangaDetails:
         """A new series; ValidationFailed for unknown genres, Conflict for a source id
         that another series already has."""
         check_create(data)
@@ -247,6 +322,13 @@ class CatalogService:
         return created
 
     async def update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
+        """See :meth:`_update_manga`; search sees the change at once."""
+        try:
+            return await self._update_manga(manga_id, data)
+        finally:
+            self._index.invalidate()
+
+    async def _update_manga(self, manga_id: int, data: MangaUpdate) -> MangaDetails:
         """Change the fields present in ``data`` (``null`` clears an optional one).
         The slug stays: links to the series keep working after a retitle."""
         changes = {name: getattr(data, name) for name in data.model_fields_set}
@@ -268,6 +350,13 @@ class CatalogService:
         return updated
 
     async def delete_manga(self, manga_id: int) -> None:
+        """See :meth:`_delete_manga`; search sees the change at once."""
+        try:
+            await self._delete_manga(manga_id)
+        finally:
+            self._index.invalidate()
+
+    async def _delete_manga(self, manga_id: int) -> None:
         """Remove a series with everything hanging off it (chapters, library entries,
         progress, ratings, comments, chat) by the foreign keys' ON DELETE CASCADE."""
         deleted = None
