@@ -27,6 +27,7 @@ from mangahub.http.routes import (
     ws,
 )
 from mangahub.metrics import ProcessMetrics
+from mangahub.web import install_web
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -34,7 +35,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         title="MangaHub",
         version=__version__,
         description="Self-hosted manga tracker. Catalog data from MangaDex (https://mangadex.org).",
-        docs_url="/docs",
+        docs_url=None,  # served by the web app from local assets
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(notifications.router, prefix="/api/notifications")
     app.include_router(chat.router, prefix="/api/chat")
     app.include_router(ws.router)
+    install_web(app)
 
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
