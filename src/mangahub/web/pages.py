@@ -1,17 +1,25 @@
 """The pages and assets: the app shell at ``/``, its modules under ``/static``, and
-``/docs`` with Swagger UI's assets served from the installed ``swagger-ui-bundle``
-package, so nothing is loaded from another origin."""
+``/docs`` with Swagger UI's assets served from the installed ``swagger-ui-py``
+package (Swagger UI 5, which reads OpenAPI 3.1), so nothing is loaded from another origin."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
-
 STATIC = Path(__file__).parent / "static"
+
+
+def _swagger_assets() -> Path:
+    """Swagger UI's dist folder inside ``swagger-ui-py`` (found without importing it:
+    only its files are used)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 _DOCS_PAGE = """<!doctype html>
 <html lang="en">
@@ -20,6 +28,7 @@ _DOCS_PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>MangaHub API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" href="/static/icon.svg" type="image/svg+xml">
 </head>
 <body>
 <div id="swagger-ui"></div>
@@ -32,7 +41,7 @@ _DOCS_PAGE = """<!doctype html>
 
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount("/docs/assets", StaticFiles(directory=_swagger_assets()), name="docs-assets")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -38,7 +38,7 @@ export async function listView() {
     const chapterOut = h("span.chapter");
     const bar = h("progress", { "aria-label": `Progress of ${m.title}` });
     const statusText = h("span.badge.status");
-    const plus = h("button.small", { type: "button", "aria-label": `Plus one chapter of ${m.title}` }, "+1");
+    const plus = h("button.small", { type: "button", "aria-label": `+1 chapter of ${m.title}` }, "+1");
     const r = { entry: e, node: null, draw: null };
     r.draw = () => {
       const ch = Number(r.entry.chapter ?? 0);
