@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+pytest.importorskip("playwright", reason="browser tests: run scripts/install-browser.sh")
+
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from mangahub.app import Runtime
@@ -97,9 +100,7 @@ async def open_reader(browser: Browser, web: LiveServer) -> AsyncIterator[OpenRe
         context.on(
             "request",
             lambda request: (
-                None
-                if _same_origin(request.url, origin)
-                else reader.foreign.append(request.url)
+                None if _same_origin(request.url, origin) else reader.foreign.append(request.url)
             ),
         )
         page.on("pageerror", lambda error: reader.problems.append(f"page error: {error}"))

@@ -313,5 +313,3 @@ async def test_docs_work_offline(open_reader: OpenReader) -> None:
     await reader.page.goto("/docs")
     await expect(reader.page.get_by_text("/api/auth/register").first).to_be_visible()
     await screenshot(reader.page, "docs")
-
-

@@ -5,21 +5,26 @@ package (Swagger UI 5, which reads OpenAPI 3.1), so nothing is loaded from anoth
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
 
 
-def _swagger_assets() -> Path:
+def _swagger_assets() -> Path | None:
     """Swagger UI's dist folder inside ``swagger-ui-py`` (found without importing it:
-    only its files are used)."""
+    only its files are used); None when the package is missing."""
     spec = importlib.util.find_spec("swagger_ui")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("swagger-ui-py is not installed")
+        return None
     return Path(next(iter(spec.submodule_search_locations))) / "static"
+
 
 _DOCS_PAGE = """<!doctype html>
 <html lang="en">
@@ -39,9 +44,19 @@ _DOCS_PAGE = """<!doctype html>
 """
 
 
+_NO_DOCS = (
+    "<!doctype html><title>MangaHub API</title><p>Swagger UI is not installed "
+    "(pip install swagger-ui-py); the API description is at /openapi.json.</p>"
+)
+
+
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/docs/assets", StaticFiles(directory=_swagger_assets()), name="docs-assets")
+    assets = _swagger_assets()
+    if assets is None:  # the API still serves /openapi.json
+        log.warning("swagger-ui-py is not installed: /docs shows a notice only")
+    else:
+        app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -49,4 +64,6 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
+        if assets is None:
+            return HTMLResponse(_NO_DOCS, status_code=503)
         return HTMLResponse(_DOCS_PAGE)
