@@ -51,6 +51,7 @@ async def test_the_journey_of_a_new_reader(open_reader: OpenReader) -> None:
     # Search: results come while typing, filters narrow them.
     await page.get_by_role("link", name="Search", exact=True).click()
     await page.get_by_label("Search", exact=True).fill(SERIES)
+    await expect(page.locator(f'ul.grid[data-query="{SERIES}"]')).to_be_attached()
     result = page.get_by_role("link", name=re.compile(f"^{SERIES}"))
     await expect(result.first).to_be_visible()
     await page.get_by_label("Status").select_option("hiatus")
@@ -103,7 +104,9 @@ async def test_search_forgives_a_typo(open_reader: OpenReader) -> None:
     page = reader.page
     await page.goto("/#/search")
     await page.get_by_label("Search", exact=True).fill("Vagabnod")
-    await expect(page.get_by_role("link", name=re.compile(f"^{SERIES}")).first).to_be_visible()
+    answered = page.locator('ul.grid[data-query="Vagabnod"]')
+    await expect(answered).to_be_attached()
+    await expect(answered.get_by_role("link", name=re.compile(f"^{SERIES}")).first).to_be_visible()
 
 
 async def test_import_a_list_and_export_it(open_reader: OpenReader) -> None:

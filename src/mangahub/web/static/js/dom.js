@@ -65,14 +65,14 @@ export function when(iso) {
   return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
-/** A cover: the image when it is served from this origin, else (or when it fails) a tile. */
+/** A cover, always from this origin (the server keeps a copy); a drawn tile until it
+ * loads, and for good when it cannot (offline, no cover). */
 export function cover(manga, size = "") {
   const tile = h("div", { class: `cover placeholder ${size}`, "aria-hidden": "true" },
     initials(manga.title));
   tile.style.setProperty("--hue", String((Number(manga.id) * 47) % 360));
-  const url = manga.cover_url || "";
-  if (!url.startsWith("/") || url.startsWith("//")) return tile;
-  const img = h("img", { class: `cover ${size}`, src: url, alt: "", loading: "lazy" });
+  if (!manga.cover_url || !manga.id) return tile;
+  const img = h("img", { class: `cover ${size}`, src: `/covers/${manga.id}`, alt: "", loading: "lazy" });
   img.addEventListener("error", () => img.replaceWith(tile), { once: true });
   return img;
 }

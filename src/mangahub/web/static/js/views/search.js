@@ -39,6 +39,7 @@ export async function searchView() {
       const body = await api.get("/api/manga/advanced-search", query);
       if (mine !== seq) return; // a newer query already answered
       if (!append) clear(results);
+      results.dataset.query = query.q; // which query the shown results answer
       for (const m of body.data) results.append(card(m));
       summary.textContent = body.total === 0 ? "No series found." : `${body.total} series`;
       more.hidden = page * body.page_size >= body.total;
