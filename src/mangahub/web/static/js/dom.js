@@ -52,7 +52,11 @@ export function debounce(fn, ms) {
   };
 }
 
-export const label = (s) => String(s ?? "").replace(/_/g, " ");
+/** "plan_to_read" → "Plan to read". */
+export const label = (s) => {
+  const text = String(s ?? "").replace(/_/g, " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+};
 
 export function chapterText(n) {
   if (n === null || n === undefined) return "0";

@@ -11,6 +11,7 @@ export async function seriesView(id) {
   const node = h("article.series",
     h("div.series-head", cover(manga, "large"), details(manga)),
     user ? await listPanel(manga, offs) : h("p.card", h("a", { href: "#/signin" }, "Sign in"), " to track this series."),
+    manga.description ? h("section.card", h("h2", "About"), h("p.description", manga.description)) : null,
     h("div.columns", await chapters(manga), await comments(manga, user)),
     user ? chat(manga, offs) : null);
   return { title: manga.title, node, cleanup: () => offs.forEach((off) => off()) };
@@ -28,8 +29,7 @@ function details(m) {
     m.alt_titles && m.alt_titles.length ? h("p.muted", m.alt_titles.slice(0, 4).join(" · ")) : null,
     m.authors.length ? h("p", "by ", m.authors.join(", ")) : null,
     h("dl.facts", facts.map(([k, v]) => h("div", h("dt", k), h("dd", String(v))))),
-    h("ul.tags", { "aria-label": "Genres" }, m.genres.map((g) => h("li", g))),
-    m.description ? h("p.description", m.description) : null);
+    h("ul.tags", { "aria-label": "Genres" }, m.genres.map((g) => h("li", g))));
 }
 
 async function loadEntry(id) {
