@@ -44,8 +44,9 @@ export async function listView() {
       const ch = Number(r.entry.chapter ?? 0);
       const total = m.total_chapters;
       chapterOut.textContent = total ? `${chapterText(ch)} / ${total}` : chapterText(ch);
-      bar.max = total || Math.max(ch, 1);
-      bar.value = ch;
+      bar.max = total || 1;
+      bar.value = total ? Math.min(ch, total) : 0;
+      bar.classList.toggle("unknown", !total); // length unknown: an empty track
       statusText.textContent = label(r.entry.status);
     };
     plus.addEventListener("click", async () => {

@@ -65,8 +65,9 @@ async function listPanel(manga, offs) {
   function draw() {
     const ch = entry ? Number(entry.chapter ?? 0) : 0;
     chapter.textContent = total ? `Chapter ${chapterText(ch)} of ${total}` : `Chapter ${chapterText(ch)}`;
-    bar.max = total || Math.max(ch, 1);
-    bar.value = ch;
+    bar.max = total || 1;
+    bar.value = total ? Math.min(ch, total) : 0;
+    bar.hidden = !total; // no bar for a series whose length is unknown
     status.value = entry ? entry.status : "";
     input.value = entry ? chapterText(ch) : "";
     if (entry && entry.score) score.value = String(entry.score);
