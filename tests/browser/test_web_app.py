@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from mangahub.app import Runtime
 from mangahub.tcp.client import ProgressClient
@@ -17,12 +18,14 @@ from tests.browser.conftest import (
     AXE,
     PASSWORD,
     OpenReader,
+    Reader,
     find_series,
+    register,
     screenshot,
     sign_in,
 )
-from tests.conftest import ADMIN_PASSWORD
-from tests.live_server import LiveServer
+from tests.conftest import ADMIN_PASSWORD, Backend
+from tests.live_server import LiveServer, free_port, live_server
 
 SERIES = "Vagabond"
 INJECTED = '<script>window.__pwned = 1</script><img src="/x" onerror="window.__pwned = 2">'
@@ -316,3 +319,34 @@ async def test_docs_work_offline(open_reader: OpenReader) -> None:
     await reader.page.goto("/docs")
     await expect(reader.page.get_by_text("/api/auth/register").first).to_be_visible()
     await screenshot(reader.page, "docs")
+
+
+@pytest.mark.usefixtures("runtime")  # the database is migrated and the catalog loaded
+async def test_the_live_feed_reconnects_by_itself(browser: Browser, backend: Backend) -> None:
+    """The server restarts under an open page: the page says so, reconnects, and live
+    progress flows again."""
+    port = free_port()
+    env = backend.process_env(MANGAHUB_HTTP_PORT=str(port))
+    username = f"reader_{uuid.uuid4().hex[:8]}"
+    context = await browser.new_context(base_url=f"http://127.0.0.1:{port}")
+    try:
+        with live_server(env) as first:
+            await register(first.http_url, username)
+            reader = Reader(username, f"{username}@example.com", context, await context.new_page())
+            await sign_in(reader)
+            manga_id = await find_series(reader.page, SERIES)
+            await open_series(reader.page, manga_id)
+        status = reader.page.locator("#live-status")
+        await expect(status).to_have_text("Reconnecting…", timeout=LIVE)
+        with live_server(env) as second:
+            await expect(status).to_have_text("", timeout=20_000)
+            host, tcp_port = second.addresses["tcp"]
+            async with ProgressClient(
+                host, tcp_port, reader.access_token, device="e-reader"
+            ) as tcp:
+                await tcp.update(manga_id, 9)
+            await expect(reader.page.locator("#chapter")).to_have_text(
+                re.compile(r"^Chapter 9\b"), timeout=LIVE
+            )
+    finally:
+        await context.close()
