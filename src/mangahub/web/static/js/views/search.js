@@ -12,11 +12,15 @@ async function genres() {
   return genresCache;
 }
 
-export async function searchView() {
+export function searchView() {
   const params = new URLSearchParams(sessionStorage.getItem("mh-search") || "");
   const q = h("input", { type: "search", name: "q", value: params.get("q") || "",
     placeholder: "Title, alt title or author", autocomplete: "off" });
-  const genre = select("genres", [["", "Any genre"], ...(await genres()).map((g) => [g.name, g.name])], params.get("genres") || "");
+  const saved = params.get("genres") || "";
+  const genre = select("genres", [["", "Any genre"], ...(saved ? [[saved, saved]] : [])], saved);
+  genres().then((all) => { // the first results need not wait for the genre list
+    for (const g of all) if (g.name !== saved) genre.append(h("option", { value: g.name }, g.name));
+  });
   const status = select("status", [["", "Any status"], ...STATUSES.map((s) => [s, label(s)])], params.get("status") || "");
   const format = select("format", [["", "Any format"], ...FORMATS.map((s) => [s, label(s)])], params.get("format") || "");
   const year = h("input", { type: "number", name: "year", min: 1900, max: 2100, inputMode: "numeric",
