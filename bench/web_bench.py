@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, logged, ratio, server_process
 from playwright.async_api import Browser, async_playwright
+
+from common import free_port, logged, ratio, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "src" / "mangahub" / "web" / "static"
@@ -36,7 +37,9 @@ BARE_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>bare</tit
 <script type="module" src="/bare.js"></script></head><body><ul id="r"></ul></body></html>"""
 BARE_JS = """const r = await fetch("/list.json"); const items = await r.json();
 const ul = document.getElementById("r");
-for (const t of items) { const li = document.createElement("li"); li.textContent = t; ul.append(li); }
+for (const t of items) {
+  const li = document.createElement("li"); li.textContent = t; ul.append(li);
+}
 """
 
 
