@@ -69,16 +69,18 @@ export function when(iso) {
   return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
-/** A cover, always from this origin (the server keeps a copy); a drawn tile until it
- * loads, and for good when it cannot (offline, no cover). */
+/** A cover, always from this origin (the server keeps a copy), drawn over a tile with
+ * the title's initials: the tile shows until the image loads, and for good when it
+ * cannot (offline, no cover). */
 export function cover(manga, size = "") {
   const tile = h("div", { class: `cover placeholder ${size}`, "aria-hidden": "true" },
     initials(manga.title));
   tile.style.setProperty("--hue", String((Number(manga.id) * 47) % 360));
   if (!manga.cover_url || !manga.id) return tile;
-  const img = h("img", { class: `cover ${size}`, src: `/covers/${manga.id}`, alt: "", loading: "lazy" });
-  img.addEventListener("error", () => img.replaceWith(tile), { once: true });
-  return img;
+  const img = h("img", { src: `/covers/${manga.id}`, alt: "", loading: "lazy" });
+  img.addEventListener("error", () => img.remove(), { once: true });
+  tile.append(img);
+  return tile;
 }
 
 function initials(title) {
