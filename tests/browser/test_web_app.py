@@ -244,6 +244,7 @@ async def test_a_notification_arrives_live(
 
 async def _axe(page: Page) -> list[str]:
     """Serious and critical axe violations of the current page."""
+    assert AXE.exists(), f"{AXE} missing: run scripts/install-browser.sh (npm ci)"
     await page.evaluate(AXE.read_text())
     result = await page.evaluate(
         "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations"
