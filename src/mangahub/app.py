@@ -24,9 +24,8 @@ from mangahub.services.auth import AuthService
 from mangahub.services.catalog import CatalogService
 from mangahub.services.chat import ChatService
 from mangahub.services.federated import FederatedSearch
-from mangahub.services.library import LibraryService
 from mangahub.services.notifications import NotificationService
-from mangahub.services.progress import ProgressService
+from mangahub.services.reading_list import ReadingListService
 from mangahub.services.social import SocialService
 from mangahub.sources.registry import SourceClients, build_source_clients
 from mangahub.storage.database import Database
@@ -46,8 +45,7 @@ class Runtime:
     tokens: TokenCodec
     auth: AuthService
     catalog: CatalogService
-    library: LibraryService
-    progress: ProgressService
+    reading_list: ReadingListService
     social: SocialService
     notifications: NotificationService
     chat: ChatService
@@ -108,8 +106,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         tokens=tokens,
         auth=AuthService(db, cache, tokens, settings),
         catalog=catalog,
-        library=LibraryService(db),
-        progress=ProgressService(db, bus),
+        reading_list=ReadingListService(db, bus),
         social=SocialService(db),
         notifications=NotificationService(db, bus),
         chat=ChatService(db, bus),

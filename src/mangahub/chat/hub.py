@@ -54,7 +54,7 @@ from mangahub.domain.errors import (
     Unavailable,
     ValidationFailed,
 )
-from mangahub.domain.schemas import ChatMessagePublic, ProgressPublic
+from mangahub.domain.schemas import ChatMessagePublic, EntryPublic
 from mangahub.ratelimit import TokenBucket
 from mangahub.security.tokens import Principal
 
@@ -502,10 +502,10 @@ class Hub:
 
 
 def _progress_data(data: dict[str, Any]) -> dict[str, Any]:
-    """The progress object exactly as every door serializes it (the bus event may carry
+    """The entry exactly as every door serializes it (the bus event may carry
     an ``origin`` and backend-specific timestamp formats)."""
     try:
-        return ProgressPublic.model_validate(data).model_dump(mode="json")
+        return EntryPublic.model_validate(data).model_dump(mode="json")
     except ValidationError:
         return {k: v for k, v in data.items() if k != "origin"}
 

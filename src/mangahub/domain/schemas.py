@@ -7,7 +7,7 @@ storage rows with ``model_validate(row)``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -242,36 +242,66 @@ class ChapterPublic(Schema):
 # --- library, progress, ratings, comments -----------------------------------------
 
 
-class LibraryEntryPublic(Schema):
+MAX_NOTES_LENGTH = 10_000
+Score = Annotated[int, Field(ge=1, le=10, strict=True)]
+Volume = Annotated[int, Field(ge=0, le=100_000, strict=True)]
+Device = Annotated[str, StringConstraints(max_length=100)]
+Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
+
+
+class EntryPublic(Schema):
+    """One reading entry: the reader's list row, their progress and their score. The
+    progress view (PUT/GET /api/users/progress, TCP, WS) is this same object."""
+
     manga_id: int
     status: ReadingStatus
+    chapter: float
+    volume: int
+    score: int | None
+    started_on: date | None
+    finished_on: date | None
+    rereads: int
+    rereading: bool
+    notes: str
     added_at: datetime
     updated_at: datetime
+    version: int
+    device: str | None
     manga: MangaSummary
 
 
-class LibraryAdd(Input):
+class EntryUpdate(Input):
+    """Any field of an entry; only the fields present change (``null`` clears the
+    nullable ones: score, started_on, finished_on)."""
+
+    status: ReadingStatus | None = None
+    chapter: ChapterNumber | None = None
+    volume: Volume | None = None
+    score: Score | None = None
+    started_on: date | None = None
+    finished_on: date | None = None
+    rereads: Annotated[int, Field(ge=0, le=10_000, strict=True)] | None = None
+    rereading: bool | None = None
+    notes: Notes | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent; a ``null`` for a field that cannot be empty is
+        refused by the service."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class EntryAdd(EntryUpdate):
     manga_id: Annotated[int, Field(ge=1)]
-    status: ReadingStatus = ReadingStatus.PLAN_TO_READ
 
-
-class LibraryUpdate(Input):
-    status: ReadingStatus
-
-
-class ProgressPublic(Schema):
-    manga_id: int
-    chapter: float
-    status: ReadingStatus
-    version: int
-    device: str | None
-    updated_at: datetime
+    def changes(self) -> dict[str, Any]:
+        return {k: v for k, v in super().changes().items() if k != "manga_id"}
 
 
 class ProgressIn(Input):
     manga_id: Annotated[int, Field(ge=1)]
     chapter: ChapterNumber
-    status: ReadingStatus = ReadingStatus.READING
+    volume: Volume | None = None
+    status: ReadingStatus | None = None
 
 
 class RatingPublic(Schema):
@@ -281,7 +311,7 @@ class RatingPublic(Schema):
 
 
 class RatingIn(Input):
-    score: Annotated[int, Field(ge=1, le=10, strict=True)]
+    score: Score
 
 
 class CommentPublic(Schema):

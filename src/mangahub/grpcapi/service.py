@@ -66,9 +66,9 @@ def _search_args(request: manga_pb2.SearchMangaRequest) -> tuple[str, int, int, 
     return request.query, request.limit or DEFAULT_LIMIT, request.offset, list(request.sources)
 
 
-def _reading_status(value: str) -> ReadingStatus:
+def _reading_status(value: str) -> ReadingStatus | None:
     if not value:
-        return ReadingStatus.READING
+        return None
     try:
         return ReadingStatus(value.strip().lower())
     except ValueError:
@@ -131,9 +131,15 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             status = _reading_status(request.status)
             device = request.device if request.HasField("device") else GRPC_DEVICE
             # Same call as HTTP's PUT /api/users/progress: stored, then pushed to the
-            # user's TCP and WebSocket sessions by the progress service.
-            progress = await self._runtime.progress.update(
-                principal.user_id, request.manga_id, request.chapter, status, device
+            # user's TCP and WebSocket sessions by the reading-list service.
+            volume = request.volume if request.HasField("volume") else None
+            progress = await self._runtime.reading_list.set_progress(
+                principal.user_id,
+                request.manga_id,
+                request.chapter,
+                volume=volume,
+                status=status,
+                device=device,
             )
             return manga_pb2.ProgressUpdateResponse(
                 success=True, message="progress saved", progress=progress_message(progress)
