@@ -1,9 +1,10 @@
-"""``mangahub library list|add|update|remove``: your reading list (one entry per
-series: status, progress, score, dates, notes)."""
+"""``mangahub library list|add|update|remove|import|export``: your reading list (one
+entry per series: status, progress, score, dates, notes)."""
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -203,3 +204,71 @@ def remove(manga_id: MangaId, server: ServerOpt = None, json: JsonOpt = False) -
         print_json({"manga_id": manga_id, "removed": True})
     else:
         console.print(f"[green]✓[/green] removed #{manga_id} from your library")
+
+
+@app.command("import")
+@handle_errors
+def import_list(
+    file: Annotated[
+        Path, typer.Argument(help="MAL XML (.xml or .xml.gz), AniList JSON or our JSON export.")
+    ],
+    mode: Annotated[
+        str, typer.Option("--mode", help="merge (keep the newer entry) or replace.")
+    ] = "merge",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report without writing.")] = False,
+    server: ServerOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Import a reading list file into your library (all or nothing).
+
+    Example: mangahub library import mangalist_1612345678_-_123456.xml.gz --dry-run
+    """
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+    params = {"mode": mode, "dry_run": "true" if dry_run else None}
+    with api(server) as client:
+        report = client.call_bytes(
+            "POST", "/api/library/import", content=data, params=params
+        ).json()
+    if json:
+        print_json(report)
+        return
+    verb = "would import" if report["dry_run"] else "imported"
+    console.print(
+        f"[green]✓[/green] {verb} {report['imported']} new, {report['updated']} updated, "
+        f"{report['created_series']} series created, {report['removed']} removed, "
+        f"{len(report['skipped'])} skipped ({report['format']} file)"
+    )
+    for skip in report["skipped"]:
+        console.print(f"  skipped {skip['title']}: {skip['reason']}")
+
+
+@app.command("export")
+@handle_errors
+def export_list(
+    output: Annotated[
+        Path | None, typer.Argument(help="File to write (default: the server's file name).")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="mal (MAL XML) or json.")] = "mal",
+    server: ServerOpt = None,
+) -> None:
+    """Export your library as MAL XML (MyAnimeList imports it) or JSON (every field).
+
+    Example: mangahub library export --format json my-list.json
+    """
+    with api(server) as client:
+        response = client.call_bytes("GET", "/api/library/export", params={"format": format})
+    target = output or Path(_attachment_name(response.headers.get("content-disposition", "")))
+    try:
+        target.write_bytes(response.content)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    console.print(f"[green]✓[/green] wrote {target} ({len(response.content)} bytes)")
+
+
+def _attachment_name(disposition: str) -> str:
+    name = disposition.partition('filename="')[2].partition('"')[0]
+    # Only a bare file name from the server: never a path.
+    return Path(name).name or "mangahub-list"

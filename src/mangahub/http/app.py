@@ -19,6 +19,7 @@ from mangahub.http.routes import (
     chat,
     health,
     library,
+    list_files,
     manga,
     notifications,
     progress,
@@ -49,6 +50,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(auth.router, prefix="/auth", include_in_schema=False)
     app.include_router(users.router, prefix="/api/users")
     app.include_router(manga.router, prefix="/api")
+    # Before the library router: "/export" is not a manga id.
+    app.include_router(list_files.router, prefix="/api/library")
     app.include_router(library.router, prefix="/api/library")
     app.include_router(progress.router, prefix="/api/users/progress")
     app.include_router(social.router, prefix="/api")
