@@ -32,6 +32,8 @@ from mangahub.domain.enums import (
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+# Start years a series can have (the year filter of searches).
+MIN_YEAR, MAX_YEAR = 1800, 2200
 _CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
 
 
@@ -151,8 +153,15 @@ class MangaSummary(Schema):
         return [g if isinstance(g, str) else g.name for g in value]
 
 
+class AuthorRolePublic(Schema):
+    name: str
+    role: str
+
+
 class MangaDetails(MangaSummary):
     alt_titles: list[str]
+    themes: list[str] = []
+    author_roles: list[AuthorRolePublic] = []
     description: str
     year: int | None
     volumes: int | None
@@ -209,7 +218,7 @@ class MangaCreate(Input):
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] = ""
     cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] = Field(default_factory=list, max_length=50)
     mangadex_id: Annotated[str, StringConstraints(max_length=36)] | None = None
     anilist_id: Annotated[int, Field(ge=1)] | None = None
@@ -225,7 +234,7 @@ class MangaUpdate(Input):
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] | None = Field(default=None, max_length=50)
 
 

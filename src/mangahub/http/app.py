@@ -35,7 +35,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
         title="MangaHub",
         version=__version__,
-        description="Self-hosted manga tracker. Catalog data from MangaDex (https://mangadex.org).",
+        description=(
+            "Self-hosted manga tracker. Catalog data from MangaDex (https://mangadex.org), "
+            "AniList (https://anilist.co) and MyAnimeList (https://myanimelist.net)."
+        ),
         docs_url=None,  # served by the web app from local assets
         openapi_url="/openapi.json",
     )

@@ -128,6 +128,14 @@ class Manga(TimestampMixin, Base):
         String(20), default=MangaFormat.MANGA.value, server_default="manga", nullable=False
     )
     volumes: Mapped[int | None] = mapped_column(Integer)
+    # The strongest source tags ("Revenge", "Time Skip"), next to the genres.
+    themes: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default="[]", nullable=False
+    )
+    # ``[{"name": ..., "role": "Story & Art"}]`` where a source credits roles.
+    author_roles: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONType, default=list, server_default="[]", nullable=False
+    )
     average_rating: Mapped[float | None] = mapped_column(Float)
     rating_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     popularity: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
@@ -142,6 +150,28 @@ class Manga(TimestampMixin, Base):
     genres: Mapped[list[Genre]] = relationship(
         secondary="manga_genres", lazy="selectin", order_by="Genre.name"
     )
+
+
+class CatalogEdit(Base):
+    """A field of a series an admin changed: catalog upgrades leave it alone."""
+
+    __tablename__ = "catalog_edits"
+
+    manga_id: Mapped[int] = mapped_column(
+        ForeignKey("manga.id", ondelete="CASCADE"), primary_key=True
+    )
+    field: Mapped[str] = mapped_column(String(30), primary_key=True)
+    edited_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class CatalogTombstone(Base):
+    """A source id of a series an admin deleted: imports never bring it back."""
+
+    __tablename__ = "catalog_tombstones"
+
+    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # mangadex|anilist|mal
+    source_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class ChapterRow(Base):

@@ -1,5 +1,6 @@
 """The catalog over HTTP: /api/manga (list, search, advanced search, details, admin
-create/update/delete), /api/manga/{id}/chapters and /api/genres. Reading the catalog
+create/update/delete), /api/manga/{id}/chapters, /api/genres, /api/formats and
+/api/statuses. Reading the catalog
 needs no account; changing it needs the admin role."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pydantic import BaseModel, BeforeValidator
 
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import (
+    MAX_YEAR,
+    MIN_YEAR,
     ChapterPublic,
     FederatedResults,
     GenrePublic,
@@ -22,6 +25,7 @@ from mangahub.domain.schemas import (
 )
 from mangahub.http.deps import AdminUser, PageParams, RuntimeDep
 from mangahub.services.catalog import effective_order, split_genres
+from mangahub.services.catalog.params import parse_formats
 
 router = APIRouter(tags=["manga"])
 
@@ -53,6 +57,8 @@ class AppliedFilters(BaseModel):
     status: MangaStatus | None
     sort_by: str
     order: Literal["asc", "desc"]
+    formats: list[str] = []
+    year: int | None = None
 
 
 class SearchPage(Page[MangaSummary]):
@@ -85,11 +91,16 @@ async def advanced_search(
     status: StatusFilter = None,
     sort_by: Annotated[SortBy | None, Query(), BeforeValidator(_lower)] = None,
     order: Annotated[Literal["asc", "desc"] | None, Query(), BeforeValidator(_lower)] = None,
+    format: Annotated[
+        str | None,
+        Query(max_length=200, description="Comma list of formats (novels only when named)."),
+    ] = None,
+    year: Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR, description="Start year.")] = None,
 ) -> SearchPage:
     """Search with several genres and a sort order. `sort_by` defaults to relevance
     with `q`, else popularity; the order to descending, except for title."""
     items, total = await runtime.catalog.advanced_search(
-        q, genres, status, sort_by, order, paging.page, paging.page_size
+        q, genres, status, sort_by, order, paging.page, paging.page_size, formats=format, year=year
     )
     has_query = q is not None and bool(q.strip())
     key, direction = effective_order(sort_by, order, has_query)
@@ -99,6 +110,8 @@ async def advanced_search(
         status=status,
         sort_by=key,
         order="asc" if direction == "asc" else "desc",
+        formats=[f.value for f in parse_formats(format)],
+        year=year,
     )
     return SearchPage(
         data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
@@ -168,3 +181,15 @@ async def list_chapters(
 @router.get("/genres")
 async def list_genres(runtime: RuntimeDep) -> list[GenrePublic]:
     return await runtime.catalog.list_genres()
+
+
+@router.get("/formats")
+async def list_formats(runtime: RuntimeDep) -> list[str]:
+    """Every format a series can have (the `format` filter of advanced search)."""
+    return runtime.catalog.list_formats()
+
+
+@router.get("/statuses")
+async def list_statuses(runtime: RuntimeDep) -> list[str]:
+    """Every publication status (the `status` filter)."""
+    return runtime.catalog.list_statuses()
