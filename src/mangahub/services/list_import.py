@@ -40,8 +40,8 @@ from mangahub.lists import CatalogKey, ImportedEntry, MatchIndex, match_entry, p
 from mangahub.lists.errors import ListValueError
 from mangahub.lists.records import SeriesRef
 from mangahub.services._common import publish_after_commit
-from mangahub.services.catalog import _lock_catalog as lock_catalog
 from mangahub.services.catalog import build_search_text, slugify, unique_slug
+from mangahub.services.catalog.writes import lock_catalog
 from mangahub.services.reading_list import check_changes
 from mangahub.sources.titles import normalize_title
 from mangahub.storage.database import Database
