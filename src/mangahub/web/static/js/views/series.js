@@ -61,6 +61,15 @@ async function listPanel(manga, offs) {
   const score = select("score", [["", "No score"], ...Array.from({ length: 10 }, (_, i) => [String(10 - i), String(10 - i)])], "");
   score.id = "entry-score";
   const remove = h("button.ghost.danger#remove", { type: "button" }, "Remove from list");
+  const notes = h("textarea#entry-notes", { name: "notes", rows: 2, maxLength: 10000 });
+  const notesForm = h("form.stack", { on: { submit: async (ev) => {
+    ev.preventDefault();
+    if (!entry) { toast("Add the series to your list first", "error"); return; }
+    try {
+      entry = { ...entry, ...(await api.patch(`/api/library/${manga.id}`, { notes: notes.value })) };
+      toast("Notes saved");
+    } catch (err) { toast(err.message, "error"); }
+  } } }, field("My notes (only you see them)", notes), h("button", { type: "submit" }, "Save notes"));
 
   function draw() {
     const ch = entry ? Number(entry.chapter ?? 0) : 0;
@@ -72,6 +81,8 @@ async function listPanel(manga, offs) {
     input.value = entry ? chapterText(ch) : "";
     if (entry && entry.score) score.value = String(entry.score);
     remove.hidden = !entry;
+    notesForm.hidden = !entry || entry.notes === undefined;
+    if (entry && entry.notes !== undefined && document.activeElement !== notes) notes.value = entry.notes;
   }
   async function writeProgress(value) {
     try {
@@ -114,7 +125,8 @@ async function listPanel(manga, offs) {
   draw();
   return h("section.card.entry", { "aria-label": "My reading" },
     h("div.entry-row", chapter, plus), bar,
-    h("div.entry-row.wrap", setForm, field("List status", status), field("My score", score), remove));
+    h("div.entry-row.wrap", setForm, field("List status", status), field("My score", score), remove),
+    notesForm);
 }
 
 async function chapters(manga) {
