@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 from mangahub.storage.database import Database, alembic_config
 from mangahub.storage.models import ReadingEntry
 from mangahub.storage.types import UTCDateTime
-from tests.test_catalog import fresh_database_url  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -77,7 +76,7 @@ ALICE, BOB, CAROL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.fixture
-async def db(fresh_database_url: str) -> AsyncIterator[Database]:  # noqa: F811
+async def db(fresh_database_url: str) -> AsyncIterator[Database]:
     """A fresh, empty database of this run's backend."""
     database = Database(fresh_database_url)
     try:
