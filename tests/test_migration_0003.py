@@ -76,7 +76,7 @@ ALICE, BOB, CAROL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.fixture
-async def db(fresh_database_url: str) -> AsyncIterator[Database]:  # noqa: F811
+async def db(fresh_database_url: str) -> AsyncIterator[Database]:
     """A fresh, empty database of this run's backend."""
     database = Database(fresh_database_url)
     try:

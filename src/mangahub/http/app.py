@@ -29,6 +29,7 @@ from mangahub.http.routes import (
     ws,
 )
 from mangahub.metrics import ProcessMetrics
+from mangahub.web import install_web
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -39,7 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             "Self-hosted manga tracker. Catalog data from MangaDex (https://mangadex.org), "
             "AniList (https://anilist.co) and MyAnimeList (https://myanimelist.net)."
         ),
-        docs_url="/docs",
+        docs_url=None,  # served by the web app from local assets
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
@@ -61,6 +62,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(notifications.router, prefix="/api/notifications")
     app.include_router(chat.router, prefix="/api/chat")
     app.include_router(ws.router)
+    install_web(app)
 
     app.add_middleware(
         CachedSeriesMiddleware, reads=runtime.catalog_reads, handler=manga.get_manga.__name__
