@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(15 * 60, ge=1)
     seed_catalog: bool = True
     log_level: str = "INFO"
+    # One line per HTTP request (client, method, path, status, time) on "mangahub.access".
+    http_access_log: bool = False
     # "text" for terminals, "json" (one object per line, with request ids) for collectors.
     log_format: Literal["text", "json"] = "text"
     # When set, this process also serves its TCP/UDP/WebSocket/Redis metrics on this port

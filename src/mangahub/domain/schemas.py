@@ -28,17 +28,11 @@ from mangahub.domain.enums import (
     Role,
     SourceStatus,
 )
+from mangahub.domain.text import MULTI_LINE, SINGLE_LINE
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
-_CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
-
-
-def _no_control_chars(value: str) -> str:
-    if any(ch in _CONTROL_CHARS for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
 
 
 def _not_blank(value: str) -> str:
@@ -66,14 +60,14 @@ Password = Annotated[
 UserText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2000),
-    AfterValidator(_no_control_chars),
+    MULTI_LINE,
     AfterValidator(_not_blank),
 ]
 ChapterNumber = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
-    AfterValidator(_no_control_chars),
+    SINGLE_LINE,
 ]
 
 
@@ -105,7 +99,7 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254)] = Field(
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254), SINGLE_LINE] = Field(
         description="Username or email address."
     )
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mangahub.logs import accept_request_id, request_id
+
+access_log = logging.getLogger("mangahub.access")
 
 
 class TrailingSlashMiddleware:
@@ -73,6 +76,41 @@ class MetricsMiddleware:
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(
                 time.perf_counter() - start
+            )
+
+
+class AccessLogMiddleware:
+    """``http_access_log``: one INFO line per request on ``mangahub.access``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client")
+            query = scope.get("query_string", b"")
+            access_log.info(
+                '%s "%s %s%s" %d %.1f ms',
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                "?" + query.decode("latin-1") if query else "",
+                status,
+                (time.perf_counter() - start) * 1000,
             )
 
 

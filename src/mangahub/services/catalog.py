@@ -36,6 +36,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
+from mangahub.domain.text import check_optional, check_text
 from mangahub.services._common import (
     MAX_ROW_ID,
     fetch_page,
@@ -277,6 +278,7 @@ class CatalogService:
     ) -> tuple[list[MangaSummary], int]:
         """Like :meth:`list_manga`, with every genre in ``genres`` required and a sort
         order (see :func:`effective_order`); ties are broken by id."""
+        check_optional(q, "q")
         status_ = parse_status(status)
         sort_ = parse_sort(sort_by)
         order_ = parse_order(order)
@@ -287,7 +289,7 @@ class CatalogService:
             if search is None:
                 return [], 0  # only punctuation: nothing can match it
             stmt = search.apply(stmt)
-        stmt = _filter_genres(stmt, split_genres(genres))
+        stmt = _filter_genres(stmt, [check_text(g, "genres") for g in split_genres(genres)])
         if status_ is not None:
             stmt = stmt.where(Manga.status == status_.value)
         stmt = stmt.order_by(*_ordering(self._db.dialect, search, sort_, order_))

@@ -29,6 +29,7 @@ from mangahub.domain.schemas import (
     MangaDetails,
     SourceReport,
 )
+from mangahub.domain.text import check_text
 from mangahub.services.catalog import CatalogService
 from mangahub.sources.http import SourceHealth
 from mangahub.sources.models import SearchSource, SourceError, SourceManga, SourcePage
@@ -145,9 +146,7 @@ class FederatedSearch:
             raise ValidationFailed("offset must not be negative")
         if len(query) > MAX_QUERY_LENGTH:
             raise ValidationFailed(f"query must be at most {MAX_QUERY_LENGTH} characters")
-        # A NUL cannot even reach PostgreSQL text; no title holds control characters.
-        if any(unicodedata.category(ch) == "Cc" for ch in query):
-            raise ValidationFailed("query must not contain control characters")
+        check_text(query, "query")
         asked = self._asked(sources)
         blank = not query.strip()
         external = [name for name in asked if name != LOCAL]

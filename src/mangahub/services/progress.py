@@ -32,6 +32,7 @@ from mangahub.bus import Event, EventBus
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import ProgressPublic
+from mangahub.domain.text import bad_characters
 from mangahub.services._common import (
     fetch_page,
     manga_not_found,
@@ -200,6 +201,8 @@ def _check_fields(write: ProgressWriteLike) -> MangaHubError | None:
         problems.append({"field": "status", "message": "unknown reading status"})
     if write.device is not None and len(write.device) > MAX_DEVICE_LENGTH:
         problems.append({"field": "device", "message": f"at most {MAX_DEVICE_LENGTH} characters"})
+    elif write.device is not None and (bad := bad_characters(write.device)) is not None:
+        problems.append({"field": "device", "message": bad})
     return ValidationFailed("invalid progress", details=problems) if problems else None
 
 
