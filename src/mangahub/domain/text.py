@@ -24,8 +24,6 @@ def bad_characters(value: str, *, multiline: bool = False) -> str | None:
     banned = _CONTROL_EXCEPT_LAYOUT if multiline else _CONTROL
     if banned.isdisjoint(value):
         return None
-    if "\x00" in value:
-        return "must not contain NUL"
     return (
         "must not contain control characters other than line feed and tab"
         if multiline
