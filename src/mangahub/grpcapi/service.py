@@ -18,7 +18,7 @@ from mangahub.domain.errors import BadRequest, MangaHubError, ValidationFailed
 from mangahub.grpcapi.auth import authenticate
 from mangahub.grpcapi.convert import manga_message, progress_message, search_message
 from mangahub.grpcapi.errors import details_text, status_code, trailing_metadata
-from mangahub.grpcapi.limits import CallLimiter
+from mangahub.grpcapi.limits import CallLimiter, peer_host
 from mangahub.grpcapi.metrics import GrpcMetrics
 from mangahub.v1 import manga_pb2, manga_pb2_grpc
 
@@ -122,7 +122,12 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
                 self._search_budget if remaining is None else min(remaining, self._search_budget)
             )
             found = await self._runtime.federated.search(
-                query, limit=limit, offset=offset, sources=sources, timeout=max(0.0, budget)
+                query,
+                limit=limit,
+                offset=offset,
+                sources=sources,
+                timeout=max(0.0, budget),
+                anonymous_from=self._anonymous_address(context),
             )
             return search_message(found)
 
@@ -148,6 +153,14 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             )
 
         return await self._call("UpdateProgress", context, work)
+
+    def _anonymous_address(self, context: Any) -> str | None:
+        """The client address of a caller without a valid token (None when signed in)."""
+        try:
+            authenticate(self._runtime.tokens, context.invocation_metadata())
+        except MangaHubError:
+            return peer_host(context.peer())
+        return None
 
     async def _call(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         """Run one call: domain errors become their status code, anything unexpected
