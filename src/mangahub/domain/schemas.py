@@ -202,10 +202,10 @@ class MangaCreate(Input):
     status: MangaStatus = MangaStatus.ONGOING
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] = ""
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
     year: Annotated[int, Field(ge=1800, le=2200)] | None = None
     genre_ids: list[int] = Field(default_factory=list, max_length=50)
-    mangadex_id: Annotated[str, StringConstraints(max_length=36)] | None = None
+    mangadex_id: Annotated[str, StringConstraints(max_length=36), SINGLE_LINE] | None = None
     anilist_id: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -218,7 +218,7 @@ class MangaUpdate(Input):
     status: MangaStatus | None = None
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
     year: Annotated[int, Field(ge=1800, le=2200)] | None = None
     genre_ids: list[int] | None = Field(default=None, max_length=50)
 
