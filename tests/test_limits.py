@@ -288,6 +288,20 @@ async def test_unfinished_head_is_answered_408_and_closed(
         conn.close()
 
 
+async def test_unfinished_second_request_on_a_kept_alive_connection_is_408(
+    http_address: Address, short_head_timeout: float
+) -> None:
+    conn = await connect(http_address)
+    try:
+        # One write: a whole request, then the start of another that never ends.
+        await conn.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\n")
+        assert (await conn.answer()).status == 200
+        _envelope(await conn.answer(timeout=short_head_timeout * 6), 408, "bad_request")
+        assert await conn.closed()
+    finally:
+        conn.close()
+
+
 async def test_silent_connection_is_closed_after_the_head_timeout(
     http_address: Address, short_head_timeout: float
 ) -> None:

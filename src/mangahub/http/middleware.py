@@ -102,7 +102,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             client = scope.get("client")
-            query = scope.get("query_string", b"")
+            query = scope.get("query_string", b"")[:1024]  # a line stays a line
             access_log.info(
                 '%s "%s %s%s" %d %.1f ms',
                 client[0] if client else "-",

@@ -69,6 +69,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0  # bytes of the current head received so far
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False  # a byte of the current request has arrived
         self._refused = False
         self.url = b""
 
@@ -113,7 +114,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # The next request on a kept-alive connection may begin inside the chunk that
+        # ended the last one: its clock starts here, not at the next chunk.
         self._awaiting_head = True
+        self._head_begun = True
+        self._start_head_timer()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -126,6 +131,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.max_header_bytes:
             raise _Refused(431, "request headers too large")
         self._awaiting_head = False
+        self._head_begun = False
         self._head_bytes = 0
         self._stop_head_timer()
         super().on_headers_complete()
@@ -147,7 +153,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # The previous request is still being answered; this head waits behind it.
             self._start_head_timer()
             return
-        if self._head_bytes:
+        if self._head_begun:
             self._refuse(408, f"request head not complete within {self.head_timeout:g} s")
         else:
             self._refused = True
@@ -156,7 +162,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         self._refused = True
         self._stop_head_timer()
-        log.info("refused request from %s: %d %s", self.client, status, message)
+        log.debug("refused request from %s: %d %s", self.client, status, message)
         if self.cycle is None or self.cycle.response_complete:
             self.transport.write(error_bytes(status, message))
         self.transport.close()
