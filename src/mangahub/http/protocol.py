@@ -10,7 +10,8 @@ forever. Here, per request:
 - a request the parser cannot read → 400,
 
 each answered in the JSON error shape with ``Connection: close``, and the connection
-closed without reading further. Bodies are limited in ASGI (:mod:`.limits`), where
+closed without parsing further (what still arrives for up to ``LINGER`` seconds is
+read and dropped, so the client sees the answer rather than a reset). Bodies are limited in ASGI (:mod:`.limits`), where
 the route is known.
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_URL_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 HEAD_TIMEOUT = 10.0
+LINGER = 2.0
 
 
 class _Refused(Exception):
@@ -163,6 +165,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         self._stop_head_timer()
         log.debug("refused request from %s: %d %s", self.client, status, message)
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(error_bytes(status, message))
-        self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an answer is already under way: no second one
+            return
+        self.transport.write(error_bytes(status, message))
+        # Lingering close: closing with unread input makes the kernel send a reset,
+        # which can destroy the answer before the client reads it. So send FIN after
+        # the answer, drop what still arrives (data_received ignores it) and close
+        # when the client does, or after LINGER seconds at the latest.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()
