@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -176,6 +177,19 @@ async def test_declared_body_over_1_mib_is_413_before_the_body_is_sent(
         assert await conn.closed()
     finally:
         conn.close()
+
+
+async def test_client_sending_a_whole_large_body_reads_the_413_not_a_reset(
+    http_address: Address,
+) -> None:
+    host, port = http_address
+    body = b'{"username": "a", "password": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
+        r = await client.post(
+            "/api/auth/login", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["details"] == {"limit": 1024 * 1024}
 
 
 async def test_streamed_body_is_cut_off_at_the_limit(http_address: Address) -> None:

@@ -11,8 +11,8 @@ forever. Here, per request:
 
 each answered in the JSON error shape with ``Connection: close``, and the connection
 closed without parsing further (what still arrives for up to ``LINGER`` seconds is
-read and dropped, so the client sees the answer rather than a reset). Bodies are limited in ASGI (:mod:`.limits`), where
-the route is known.
+read and dropped, so the client sees the answer rather than a reset). Bodies are
+limited in ASGI (:mod:`.limits`), where the route is known; a 413 lingers the same way.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._stop_head_timer()
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.transport is self.transport:
+            # uvicorn closes after a "Connection: close" answer (a 413, say) even while
+            # the body is still arriving; that close must linger too.
+            self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -169,12 +173,42 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # an answer is already under way: no second one
             return
         self.transport.write(error_bytes(status, message))
-        # Lingering close: closing with unread input makes the kernel send a reset,
-        # which can destroy the answer before the client reads it. So send FIN after
-        # the answer, drop what still arrives (data_received ignores it) and close
-        # when the client does, or after LINGER seconds at the latest.
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self.loop.call_later(LINGER, self.transport.close)
-        else:
+        self.linger()
+
+    def linger(self) -> None:
+        """Lingering close: closing with unread input makes the kernel send a reset,
+        which can destroy the answer before the client reads it. So send FIN after
+        the answer, drop what still arrives (data_received ignores it) and close when
+        the client does, or after LINGER seconds at the latest."""
+        self._refused = True
+        self._stop_head_timer()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
             self.transport.close()
+            return
+        self.flow.resume_reading()  # paused while the body queued up; drain it now
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
+
+class _CycleTransport:
+    """The transport as one request's cycle sees it: closing it while that request's
+    body is still arriving lingers instead of resetting."""
+
+    def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._cycle = protocol.cycle
+
+    def write(self, data: bytes) -> None:
+        self._protocol.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._protocol.transport.is_closing()
+
+    def close(self) -> None:
+        if self._cycle.more_body:
+            self._protocol.linger()
+        else:
+            self._protocol.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol.transport, name)
