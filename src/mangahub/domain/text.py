@@ -8,6 +8,7 @@ character; free text (notes, comments, chat) keeps line feeds and tabs and nothi
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -17,6 +18,7 @@ from mangahub.domain.errors import ValidationFailed
 # C0 controls, DEL and the C1 block: what unicodedata calls category "Cc".
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 _CONTROL_EXCEPT_LAYOUT = _CONTROL - {"\n", "\t"}
+_CONTROL_RUN = re.compile("[\x01-\x1f\x7f-\x9f]+")
 
 
 def bad_characters(value: str, *, multiline: bool = False) -> str | None:
@@ -37,6 +39,15 @@ def check_text(value: str, field: str, *, multiline: bool = False) -> str:
     if problem is not None:
         raise ValidationFailed(f"{field} {problem}", details=[{"field": field, "message": problem}])
     return value
+
+
+def single_line(value: str) -> str:
+    """Imported data is cleaned rather than refused: NUL disappears and each run of
+    other control characters becomes one space, so a title from a source fits a
+    single-line field."""
+    if _CONTROL.isdisjoint(value):
+        return value
+    return _CONTROL_RUN.sub(" ", value.replace("\x00", ""))
 
 
 def check_optional(value: str | None, field: str, *, multiline: bool = False) -> str | None:

@@ -36,7 +36,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
-from mangahub.domain.text import check_optional, check_text
+from mangahub.domain.text import check_optional, check_text, single_line
 from mangahub.services._common import (
     MAX_ROW_ID,
     fetch_page,
@@ -837,14 +837,14 @@ def _match_conditions(records: list[SeriesRecord]) -> list[ColumnElement[bool]]:
 def _clean(record: SeriesRecord) -> SeriesRecord | None:
     """The record made storable, or None (logged) when it cannot be: the database's
     limits are checked here so one bad record cannot fail a whole import."""
-    title = _strip_nul(record.title).strip()
+    title = single_line(record.title).strip()
     if not title or len(title) > _MAX_TITLE:
         log.warning("catalog import: skipping a record with an unusable title %r", title[:80])
         return None
     mangadex_id = record.mangadex_id
     if mangadex_id is not None and not 0 < len(mangadex_id) <= _MAX_MANGADEX_ID:
         mangadex_id = None
-    genres = (_strip_nul(g).strip() for g in record.genres)
+    genres = (single_line(g).strip() for g in record.genres)
     return replace(
         record,
         title=title,
@@ -866,7 +866,7 @@ def _clean(record: SeriesRecord) -> SeriesRecord | None:
 
 
 def _texts(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v for v in (_strip_nul(x).strip() for x in values) if v))
+    return tuple(dict.fromkeys(v for v in (single_line(x).strip() for x in values) if v))
 
 
 def _bounded(value: int | None, low: int, high: int) -> int | None:
