@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from mangahub.app import Runtime
 from mangahub.http.errors import KeepAliveApp, install_error_handlers
+from mangahub.http.limits import BodyLimitMiddleware
 from mangahub.http.protocol import LimitedHttpToolsProtocol
 from mangahub.servers import HttpServer, run_servers
 from tests.conftest import MakeUser
@@ -392,3 +393,11 @@ async def test_websocket_frames_over_chat_limit_are_refused(http_address: Addres
                 while True:
                     await ws.recv()
         assert ws.close_code == 1009  # message too big
+
+
+def test_imports_get_the_larger_body_limit() -> None:
+    limits = BodyLimitMiddleware(FastAPI())
+    assert limits.limit_for("/api/library/import") == 50 * 1024 * 1024
+    assert limits.limit_for("/api/library/import/csv") == 50 * 1024 * 1024
+    assert limits.limit_for("/api/library/imports") == 1024 * 1024
+    assert limits.limit_for("/api/auth/login") == 1024 * 1024
