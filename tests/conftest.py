@@ -58,6 +58,9 @@ class Backend:
             # that wants a source points it at the fake.
             "mangadex_url": "",
             "anilist_url": "",
+            # Every test registers from 127.0.0.1; the per-address limits have their tests.
+            "register_max_per_address": 1_000_000,
+            "federated_anonymous_per_minute": 1_000_000,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -202,7 +202,6 @@ async def test_search_alias_for_original_clients(client: httpx.AsyncClient) -> N
         "^one",
         "{title}: one",
         "x" * 200,
-        "\u0000",
         "漫画 ワンピース",
     ],
 )

@@ -118,6 +118,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             cache,
             sources.enabled,
             source_timeout=settings.federated_search_timeout_seconds,
+            anonymous_per_minute=settings.federated_anonymous_per_minute,
         ),
         sources=sources,
         catalog_reads=CatalogReadModel(db, bus),

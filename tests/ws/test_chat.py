@@ -280,9 +280,9 @@ async def test_bad_content_is_refused_and_the_connection_stays(
         '{"type": "join", "room_id": "5"}',
         '{"type": "join", "room_id": true}',
         b'{"type": "ping"',
-        '{"type": "chat", "content": "' + "z" * 70_000 + '"}',
     ],
-    ids=["broken", "array", "unknown-type", "no-type", "string-id", "bool-id", "binary", "64k"],
+    # (A message over 64 KiB is refused while read, close 1009: tests/test_limits.py.)
+    ids=["broken", "array", "unknown-type", "no-type", "string-id", "bool-id", "binary"],
 )
 async def test_malformed_messages_are_bad_request_and_the_connection_stays(
     ws_connect: Connect, make_user: MakeUser, frame: str | bytes

@@ -28,19 +28,13 @@ from mangahub.domain.enums import (
     Role,
     SourceStatus,
 )
+from mangahub.domain.text import MULTI_LINE, SINGLE_LINE
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
 # Start years a series can have (the year filter of searches).
 MIN_YEAR, MAX_YEAR = 1800, 2200
-_CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
-
-
-def _no_control_chars(value: str) -> str:
-    if any(ch in _CONTROL_CHARS for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
 
 
 def _not_blank(value: str) -> str:
@@ -68,14 +62,14 @@ Password = Annotated[
 UserText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2000),
-    AfterValidator(_no_control_chars),
+    MULTI_LINE,
     AfterValidator(_not_blank),
 ]
 ChapterNumber = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
-    AfterValidator(_no_control_chars),
+    SINGLE_LINE,
 ]
 
 
@@ -107,7 +101,7 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254)] = Field(
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254), SINGLE_LINE] = Field(
         description="Username or email address."
     )
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -217,10 +211,10 @@ class MangaCreate(Input):
     status: MangaStatus = MangaStatus.ONGOING
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] = ""
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
     year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] = Field(default_factory=list, max_length=50)
-    mangadex_id: Annotated[str, StringConstraints(max_length=36)] | None = None
+    mangadex_id: Annotated[str, StringConstraints(max_length=36), SINGLE_LINE] | None = None
     anilist_id: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -233,7 +227,7 @@ class MangaUpdate(Input):
     status: MangaStatus | None = None
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
     year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] | None = Field(default=None, max_length=50)
 

@@ -18,6 +18,7 @@ from mangahub.domain.errors import BadRequest, MangaHubError, ValidationFailed
 from mangahub.grpcapi.auth import authenticate
 from mangahub.grpcapi.convert import manga_message, progress_message, search_message
 from mangahub.grpcapi.errors import details_text, status_code, trailing_metadata
+from mangahub.grpcapi.limits import CallLimiter, peer_host
 from mangahub.grpcapi.metrics import GrpcMetrics
 from mangahub.v1 import manga_pb2, manga_pb2_grpc
 
@@ -79,8 +80,15 @@ def _reading_status(value: str) -> ReadingStatus | None:
 class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
     """The three RPCs of SPEC "gRPC"; catalog reads are public, progress needs a token."""
 
-    def __init__(self, runtime: Runtime, metrics: GrpcMetrics, search_budget: float) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        metrics: GrpcMetrics,
+        search_budget: float,
+        limiter: CallLimiter | None = None,
+    ) -> None:
         self._runtime = runtime
+        self._limiter = limiter or CallLimiter(max_total=1000, max_per_connection=100)
         self._metrics = metrics
         self._search_budget = search_budget
         self._in_flight = 0
@@ -114,7 +122,12 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
                 self._search_budget if remaining is None else min(remaining, self._search_budget)
             )
             found = await self._runtime.federated.search(
-                query, limit=limit, offset=offset, sources=sources, timeout=max(0.0, budget)
+                query,
+                limit=limit,
+                offset=offset,
+                sources=sources,
+                timeout=max(0.0, budget),
+                anonymous_from=self._anonymous_address(context),
             )
             return search_message(found)
 
@@ -147,10 +160,22 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
 
         return await self._call("UpdateProgress", context, work)
 
+    def _anonymous_address(self, context: Any) -> str | None:
+        """The client address of a caller without a valid token (None when signed in)."""
+        try:
+            authenticate(self._runtime.tokens, context.invocation_metadata())
+        except MangaHubError:
+            return peer_host(context.peer())
+        return None
+
     async def _call(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         """Run one call: domain errors become their status code, anything unexpected
         INTERNAL (never UNKNOWN); every call is counted with its code and latency."""
         start = time.perf_counter()
+        peer: str = context.peer()
+        if not self._limiter.admit(peer):
+            self._observe(method, grpc.StatusCode.RESOURCE_EXHAUSTED, start)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many concurrent calls")
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -176,6 +201,7 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             await context.abort(code, details, trailers)
             raise AssertionError("abort() raises")
         finally:
+            self._limiter.release(peer)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

@@ -7,8 +7,10 @@ from prometheus_client import CollectorRegistry
 
 from mangahub import __version__
 from mangahub.app import Runtime
-from mangahub.http.errors import install_error_handlers
+from mangahub.http.errors import KeepAliveApp, install_error_handlers
+from mangahub.http.limits import BodyLimitMiddleware
 from mangahub.http.middleware import (
+    AccessLogMiddleware,
     CachedSeriesMiddleware,
     HttpMetrics,
     MetricsMiddleware,
@@ -33,7 +35,7 @@ from mangahub.web import install_web
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
+    app = KeepAliveApp(
         title="MangaHub",
         version=__version__,
         description=(
@@ -69,5 +71,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
+    if runtime.settings.http_access_log:
+        app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has it
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mangahub.logs import accept_request_id, request_id
 from mangahub.readmodels import CatalogReadModel
+
+access_log = logging.getLogger("mangahub.access")
 
 
 class TrailingSlashMiddleware:
@@ -89,6 +92,41 @@ class MetricsMiddleware:
             # The handler name keeps label cardinality bounded (ids are never labels).
             template = getattr(route, "name", None) or "unmatched"
             self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
+
+
+class AccessLogMiddleware:
+    """``http_access_log``: one INFO line per request on ``mangahub.access``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client")
+            query = scope.get("query_string", b"")[:1024]  # a line stays a line
+            access_log.info(
+                '%s "%s %s%s" %d %.1f ms',
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                "?" + query.decode("latin-1") if query else "",
+                status,
+                (time.perf_counter() - start) * 1000,
+            )
 
 
 class RequestIdMiddleware:

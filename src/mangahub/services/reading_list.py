@@ -35,6 +35,7 @@ from mangahub.bus import Event, EventBus
 from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
+from mangahub.domain.text import bad_characters
 from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services._common import (
     fetch_page,
@@ -417,8 +418,11 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
         elif name == "rereading":
             if not isinstance(value, bool):
                 bad(name, "must be true or false")
-        elif name == "notes" and (not isinstance(value, str) or len(value) > MAX_NOTES_LENGTH):
-            bad(name, f"text of at most {MAX_NOTES_LENGTH} characters")
+        elif name == "notes":
+            if not isinstance(value, str) or len(value) > MAX_NOTES_LENGTH:
+                bad(name, f"text of at most {MAX_NOTES_LENGTH} characters")
+            elif (problem := bad_characters(value, multiline=True)) is not None:
+                bad(name, problem)
     return problems
 
 
@@ -498,6 +502,8 @@ def _check_write(write: EntryWrite) -> MangaHubError | None:
         problems.append({"field": "body", "message": "name at least one field to change"})
     if write.device is not None and len(write.device) > MAX_DEVICE_LENGTH:
         problems.append({"field": "device", "message": f"at most {MAX_DEVICE_LENGTH} characters"})
+    elif write.device is not None and (problem := bad_characters(write.device)) is not None:
+        problems.append({"field": "device", "message": problem})
     return ValidationFailed("invalid reading entry", details=problems) if problems else None
 
 

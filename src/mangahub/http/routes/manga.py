@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, BeforeValidator, TypeAdapter
 
 from mangahub.domain.enums import MangaStatus, SortBy
@@ -23,7 +23,7 @@ from mangahub.domain.schemas import (
     MangaUpdate,
     Page,
 )
-from mangahub.http.deps import AdminUser, PageParams, RuntimeDep
+from mangahub.http.deps import AdminUser, OptionalUser, PageParams, RuntimeDep, client_address
 from mangahub.http.responses import JSONBytes
 from mangahub.services.catalog import effective_order, split_genres
 from mangahub.services.catalog.params import parse_formats
@@ -152,9 +152,14 @@ async def advanced_search(
 
 
 # Before /manga/{manga_id}, which would otherwise take "federated" for an id.
-@router.get("/manga/federated")
+@router.get(
+    "/manga/federated",
+    responses={429: {"description": "Too many anonymous source searches; see Retry-After"}},
+)
 async def federated_search(
     runtime: RuntimeDep,
+    request: Request,
+    caller: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Title words.")],
     limit: Annotated[int, Query(ge=1, le=100, description="Results per source.")] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -167,7 +172,10 @@ async def federated_search(
     once; `sources` in the answer says how each source fared. MangaDex data is
     credited to MangaDex and its scanlation groups."""
     names = [name.strip() for name in (sources or "").split(",") if name.strip()]
-    return await runtime.federated.search(q, limit=limit, offset=offset, sources=names)
+    anonymous = client_address(request) if caller is None else None
+    return await runtime.federated.search(
+        q, limit=limit, offset=offset, sources=names, anonymous_from=anonymous
+    )
 
 
 @router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA, response_model=MangaDetails)

@@ -23,6 +23,7 @@ from mangahub.domain.schemas import (
     MangaSummary,
     MangaUpdate,
 )
+from mangahub.domain.text import check_optional, check_text
 from mangahub.readmodels.catalog import (
     CATALOG_CHANGED,
     SUMMARY_COLUMNS,
@@ -180,8 +181,9 @@ class CatalogService:
         ``formats`` (novels only when asked for), a start ``year`` and a sort order
         (see :func:`effective_order`); ties are broken by id. An unknown genre, status
         or format is a ValidationFailed naming the close ones."""
+        check_optional(q, "q")
         filters = Filters(
-            genres=split_genres(genres),
+            genres=[check_text(g, "genres") for g in split_genres(genres)],
             status=parse_status(status),
             formats=parse_formats(formats),
             year=parse_year(year),
