@@ -58,7 +58,7 @@ async def prepare_data(data_dir: Path, users: int) -> tuple[int, list[str]]:
     from mangahub.config import Settings
     from mangahub.domain.enums import ReadingStatus, Role
     from mangahub.security.tokens import Principal
-    from mangahub.storage.models import LibraryEntry, Manga, User
+    from mangahub.storage.models import Manga, ReadingEntry, User
 
     settings = Settings(
         host="127.0.0.1",
@@ -81,12 +81,20 @@ async def prepare_data(data_dir: Path, users: int) -> tuple[int, list[str]]:
             await session.flush()
             manga_id = int(manga.id)
             session.add_all(
-                User(id=p.user_id, username=p.username, email=p.email, password_hash=password_hash)
+                User(
+                    id=p.user_id,
+                    username=p.username,
+                    email=p.email,
+                    password_hash=password_hash,
+                    progress_seq=1,
+                )
                 for p in principals
             )
             await session.flush()
             session.add_all(
-                LibraryEntry(user_id=p.user_id, manga_id=manga_id, status=ReadingStatus.READING)
+                ReadingEntry(
+                    user_id=p.user_id, manga_id=manga_id, status=ReadingStatus.READING, version=1
+                )
                 for p in principals
             )
             await session.commit()

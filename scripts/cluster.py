@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 LISTEN_LINE = re.compile(r"^mangahub (\w+) listening on (\S+):(\d+)$")
+# A part without a socket (sync) says it runs instead.
+RUNNING_LINE = re.compile(r"^mangahub (\w+) running$")
 # Which listeners a part announces before it is ready; an unknown part is ready at
 # its first announced listener.
 LISTENERS = {"api": {"http"}, "tcp": {"tcp"}, "udp": {"udp", "trigger"}, "grpc": {"grpc"}}
@@ -122,6 +124,8 @@ async def pump(member: Member) -> None:
             member.listeners[match[1]] = f"{match[2]}:{match[3]}"
             if member.is_ready():
                 member.ready.set()
+        elif RUNNING_LINE.match(line) and member.part not in LISTENERS:
+            member.ready.set()
 
 
 async def start(member: Member, env: dict[str, str]) -> asyncio.Task[None]:
@@ -206,6 +210,8 @@ async def main(args: argparse.Namespace) -> int:
             for member in members:
                 for name, address in sorted(member.listeners.items()):
                     print(f"cluster {member.name} {name} {address}", flush=True)
+                if not member.listeners:
+                    print(f"cluster {member.name} running", flush=True)
             print(f"cluster ready ({len(members)} processes)", flush=True)
             done, _ = await asyncio.wait([stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
         elif not done:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class Backend:
             # that wants a source points it at the fake.
             "mangadex_url": "",
             "anilist_url": "",
+            # Every test registers from 127.0.0.1; the per-address limits have their tests.
+            "register_max_per_address": 1_000_000,
+            "federated_anonymous_per_minute": 1_000_000,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -85,28 +89,17 @@ async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bac
     if BACKEND != "postgres":
         raise pytest.UsageError(f"unknown MANGAHUB_TEST_BACKEND {BACKEND!r}")
     suffix = uuid.uuid4().hex[:12]
-    db_name = f"mangahub_test_{suffix}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-    finally:
-        await admin.close()
-    host_part = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
     namespace = f"mangahub-test-{suffix}"
     try:
-        yield Backend(
-            "postgres",
-            data_dir,
-            database_url=f"postgresql+asyncpg://{host_part}/{db_name}",
-            redis_url=REDIS_URL,
-            redis_namespace=namespace,
-        )
+        async with postgres_database(f"mangahub_test_{suffix}") as database_url:
+            yield Backend(
+                "postgres",
+                data_dir,
+                database_url=database_url,
+                redis_url=REDIS_URL,
+                redis_namespace=namespace,
+            )
     finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
         client = aioredis.Redis.from_url(REDIS_URL)
         try:
             keys = [k async for k in client.scan_iter(f"{namespace}:*")]
@@ -197,3 +190,40 @@ async def admin(client: httpx.AsyncClient) -> UserSession:
 @pytest.fixture(scope="session")
 def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def empty_database(directory: Path) -> AsyncIterator[str]:
+    """URL of a new, empty database of the test backend (a file in ``directory`` on
+    SQLite), dropped afterwards."""
+    if BACKEND == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / f'fresh-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    async with postgres_database(f"mangahub_catalog_{uuid.uuid4().hex[:12]}") as url:
+        yield url
+
+
+@asynccontextmanager
+async def postgres_database(name: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database ``name`` (its SQLAlchemy URL), dropped afterwards."""
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    host = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
+    try:
+        yield f"postgresql+asyncpg://{host}/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def fresh_database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of the test backend, for things the shared one cannot show."""
+    async with empty_database(tmp_path) as url:
+        yield url

@@ -57,6 +57,9 @@ def server_env(
         # (an empty URL turns a source off).
         MANGAHUB_MANGADEX_URL="",
         MANGAHUB_ANILIST_URL="",
+        # Every test registers from 127.0.0.1; the per-address limits have their tests.
+        MANGAHUB_REGISTER_MAX_PER_ADDRESS="1000000",
+        MANGAHUB_FEDERATED_ANONYMOUS_PER_MINUTE="1000000",
     )
     if database_url:
         env["MANGAHUB_DATABASE_URL"] = database_url

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from mangahub.app import Runtime
 from mangahub.domain.enums import NotificationKind
-from mangahub.storage.models import Rating
+from mangahub.storage.models import ReadingEntry
 from tests.conftest import MakeUser
 from tests.test_library import assert_error, catalog_ids, new_manga
 
@@ -28,6 +28,8 @@ async def test_library_entries_are_private(
     assert r.status_code == 201
 
     assert (await client.get("/api/library", headers=mallory.headers)).json()["total"] == 0
+    r = await client.get(f"/api/library/{manga_id}", headers=mallory.headers)
+    assert_error(r, 404, "not_found")
     r = await client.patch(
         f"/api/library/{manga_id}", json={"status": "dropped"}, headers=mallory.headers
     )
@@ -120,7 +122,9 @@ async def test_ratings_are_per_caller(
     assert r.status_code == 200
     async with runtime.db.session() as s:
         rows = await s.execute(
-            select(Rating.user_id, Rating.score).where(Rating.manga_id == manga_id)
+            select(ReadingEntry.user_id, ReadingEntry.score).where(
+                ReadingEntry.manga_id == manga_id
+            )
         )
         scores = dict(rows.all())
     assert scores == {uuid.UUID(alice.id): 10, uuid.UUID(mallory.id): 1}

@@ -1,4 +1,4 @@
-"""GET, POST /api/library and PATCH, DELETE /api/library/{manga_id}.
+"""GET, POST /api/library and GET, PATCH, DELETE /api/library/{manga_id}.
 
 Also home of small helpers the other reader-feature tests import (manga to work on,
 error-detail fields, timestamp checks, a live bus subscription).
@@ -245,10 +245,25 @@ async def test_bad_update_body_names_the_field(
     user = await make_user()
     (manga_id,) = await catalog_ids(runtime, 1)
     await client.post("/api/library", json={"manga_id": manga_id}, headers=user.headers)
-    for body in ({}, {"status": "finished"}, {"status": 3}):
+    for body, field in (
+        ({"status": "finished"}, "status"),
+        ({"status": 3}, "status"),
+        ({"status": None}, "status"),
+        ({"chapter": -1}, "chapter"),
+        ({"volume": 1.5}, "volume"),
+        ({"score": 11}, "score"),
+        ({"score": 0}, "score"),
+        ({"rereads": -1}, "rereads"),
+        ({"rereading": None}, "rereading"),
+        ({"notes": "x" * 10_001}, "notes"),
+        ({"started_on": "2026-13-01"}, "started_on"),
+        ({"finished_on": "yesterday"}, "finished_on"),
+    ):
         r = await client.patch(f"/api/library/{manga_id}", json=body, headers=user.headers)
-        assert r.status_code == 422, r.text
-        assert "status" in error_fields(r)
+        assert r.status_code == 422, (body, r.text)
+        assert field in error_fields(r), body
+    r = await client.patch(f"/api/library/{manga_id}", json={}, headers=user.headers)
+    assert r.status_code == 422, r.text
 
 
 async def test_page_size_is_bounded(client: httpx.AsyncClient, make_user: MakeUser) -> None:
@@ -263,6 +278,7 @@ async def test_page_size_is_bounded(client: httpx.AsyncClient, make_user: MakeUs
     [
         ("GET", "/api/library"),
         ("POST", "/api/library"),
+        ("GET", "/api/library/1"),
         ("PATCH", "/api/library/1"),
         ("DELETE", "/api/library/1"),
     ],
@@ -281,8 +297,8 @@ async def test_service_add_and_remove_directly(make_user: MakeUser, runtime: Run
     user = await make_user()
     user_id = uuid.UUID(user.id)
     (manga_id,) = await catalog_ids(runtime, 1)
-    entry = await runtime.library.add(user_id, manga_id)
-    entries, total = await runtime.library.list(user_id, 1, 10)
+    entry = await runtime.reading_list.add(user_id, manga_id)
+    entries, total = await runtime.reading_list.list(user_id, page=1, page_size=10)
     assert total == 1 and entries == [entry]
-    await runtime.library.remove(user_id, manga_id)
-    assert await runtime.library.list(user_id, 1, 10) == ([], 0)
+    await runtime.reading_list.remove(user_id, manga_id)
+    assert await runtime.reading_list.list(user_id, page=1, page_size=10) == ([], 0)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from mangahub.app import Runtime
-from mangahub.domain.enums import NotificationKind, ReadingStatus
+from mangahub.domain.enums import NotificationKind
 from mangahub.domain.errors import NotFound, ValidationFailed
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
@@ -158,15 +158,17 @@ async def test_requires_a_token(client: httpx.AsyncClient, method: str, path: st
     assert_error(await client.request(method, path), 401, "unauthorized")
 
 
-async def test_recipients_are_followers_by_library_or_progress(
+async def test_recipients_are_the_readers_who_list_the_series(
     client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
 ) -> None:
-    in_library, with_progress, both, _stranger = [await make_user() for _ in range(4)]
+    in_library, with_progress, both, removed, _stranger = [await make_user() for _ in range(5)]
     manga_id = await new_manga(runtime)
-    for user in (in_library, both):
-        await runtime.library.add(uuid.UUID(user.id), manga_id, ReadingStatus.READING)
+    for user in (in_library, both, removed):
+        await runtime.reading_list.add(uuid.UUID(user.id), manga_id, {"status": "reading"})
     for user in (with_progress, both):
-        await runtime.progress.update(uuid.UUID(user.id), manga_id, 1, ReadingStatus.READING)
+        # A chapter write lists the series too.
+        await runtime.reading_list.set_progress(uuid.UUID(user.id), manga_id, 1)
+    await runtime.reading_list.remove(uuid.UUID(removed.id), manga_id)
     found = await runtime.notifications.recipients_for_manga(manga_id)
     assert sorted(found) == sorted(uuid.UUID(u.id) for u in (in_library, with_progress, both))
     assert await runtime.notifications.recipients_for_manga(UNKNOWN_MANGA) == []

@@ -1,5 +1,5 @@
-"""PUT, GET /api/users/progress and GET /api/users/progress/{manga_id}; the progress
-service's versioning, events and batch writes."""
+"""PUT, GET /api/users/progress and GET /api/users/progress/{manga_id} (the progress
+view of reading entries); versioning, events and the batch writes of the TCP door."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
-from mangahub.domain.schemas import ProgressPublic
+from mangahub.domain.schemas import EntryPublic
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -25,7 +25,23 @@ from tests.test_library import (
     new_manga,
 )
 
-PROGRESS_FIELDS = {"manga_id", "chapter", "status", "version", "device", "updated_at"}
+PROGRESS_FIELDS = {
+    "manga_id",
+    "status",
+    "chapter",
+    "volume",
+    "score",
+    "started_on",
+    "finished_on",
+    "rereads",
+    "rereading",
+    "notes",
+    "added_at",
+    "updated_at",
+    "version",
+    "device",
+    "manga",
+}
 
 
 async def put(
@@ -233,9 +249,23 @@ class Write(NamedTuple):
     user_id: uuid.UUID
     manga_id: int
     chapter: float
-    status: ReadingStatus
+    status: ReadingStatus | None
     device: str | None
     origin: str | None
+    volume: int | None = None
+
+
+async def write(
+    runtime: Runtime,
+    user_id: uuid.UUID,
+    manga_id: int,
+    chapter: float,
+    status: ReadingStatus | None,
+    device: str | None,
+) -> EntryPublic:
+    return await runtime.reading_list.set_progress(
+        user_id, manga_id, chapter, status=status, device=device
+    )
 
 
 async def test_changed_since_lists_newer_rows_in_version_order(
@@ -244,11 +274,11 @@ async def test_changed_since_lists_newer_rows_in_version_order(
     user = await make_user()
     user_id = uuid.UUID(user.id)
     a, b, c = await catalog_ids(runtime, 3)
-    progress = runtime.progress
-    v1 = await progress.update(user_id, a, 1, ReadingStatus.READING, "laptop")
-    v2 = await progress.update(user_id, b, 1, ReadingStatus.READING, "laptop")
-    v3 = await progress.update(user_id, a, 2, ReadingStatus.COMPLETED, "phone")
-    await progress.update(user_id, c, 5, ReadingStatus.READING, None)
+    progress = runtime.reading_list
+    v1 = await write(runtime, user_id, a, 1, ReadingStatus.READING, "laptop")
+    v2 = await write(runtime, user_id, b, 1, ReadingStatus.READING, "laptop")
+    v3 = await write(runtime, user_id, a, 2, ReadingStatus.COMPLETED, "phone")
+    await write(runtime, user_id, c, 5, None, None)
 
     assert [p.version for p in await progress.changed_since(user_id, 0)] == [
         v2.version,
@@ -272,7 +302,7 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
     reading = ReadingStatus.READING
     sub = await live_subscription(runtime.bus, f"progress:{alice.id}")
     try:
-        outcomes = await runtime.progress.update_many(
+        outcomes = await runtime.reading_list.update_many(
             [
                 Write(a_id, manga_id, 1, reading, "tcp", "session-1"),
                 Write(a_id, UNKNOWN_MANGA, 1, reading, "tcp", "session-1"),
@@ -283,13 +313,13 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
             ]
         )
         ok1, unknown, bobs, too_far, ok2, nan = outcomes
-        assert isinstance(ok1, ProgressPublic) and isinstance(ok2, ProgressPublic)
-        assert isinstance(bobs, ProgressPublic) and bobs.version == 1
+        assert isinstance(ok1, EntryPublic) and isinstance(ok2, EntryPublic)
+        assert isinstance(bobs, EntryPublic) and bobs.version == 1
         assert isinstance(unknown, NotFound)
         assert isinstance(too_far, ValidationFailed)
         assert isinstance(nan, ValidationFailed)
         assert ok2.version == ok1.version + 1
-        stored = await runtime.progress.get(a_id, manga_id)
+        stored = await runtime.reading_list.get(a_id, manga_id)
         assert (stored.chapter, stored.version) == (2, ok2.version)
 
         events = [await asyncio.wait_for(sub.get(), 2) for _ in range(2)]
@@ -303,7 +333,7 @@ async def test_chapters_are_stored_with_two_decimals(make_user: MakeUser, runtim
     user = await make_user()
     user_id = uuid.UUID(user.id)
     (manga_id,) = await catalog_ids(runtime, 1)
-    written = await runtime.progress.update(user_id, manga_id, 7.256, ReadingStatus.READING, None)
-    stored = await runtime.progress.get(user_id, manga_id)
+    written = await write(runtime, user_id, manga_id, 7.256, None, None)
+    stored = await runtime.reading_list.get(user_id, manga_id)
     # What the caller is told is what every later read returns, on both backends.
     assert written.chapter == stored.chapter == 7.26

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -103,6 +104,50 @@ async def test_rating_an_unknown_manga_is_not_found(
 ) -> None:
     user = await make_user()
     assert_error(await rate(client, user, UNKNOWN_MANGA, 5), 404, "not_found")
+
+
+async def test_concurrent_scores_are_all_counted(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    users = [await make_user() for _ in range(8)]
+    manga_id = await new_manga(runtime)
+    scores = [1, 2, 3, 4, 7, 8, 9, 10]
+    responses = await asyncio.gather(
+        *(rate(client, user, manga_id, score) for user, score in zip(users, scores, strict=True))
+    )
+    assert [r.status_code for r in responses] == [200] * 8
+    assert await stored_rating(runtime, manga_id) == (5.5, 8)
+
+
+async def test_the_rating_is_the_entrys_score(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    manga_id = await new_manga(runtime)
+    # Rating a series not listed lists it (as plan_to_read) with that score.
+    assert (await rate(client, alice, manga_id, 4)).status_code == 200
+    r = await client.get(f"/api/library/{manga_id}", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["status"]) == (4, "plan_to_read")
+
+    # The same score, written through the entry, is what the average counts.
+    r = await client.post(
+        "/api/library",
+        json={"manga_id": manga_id, "status": "completed", "score": 10},
+        headers=bob.headers,
+    )
+    assert r.status_code == 201, r.text
+    assert await stored_rating(runtime, manga_id) == (7.0, 2)
+    r = await client.patch(f"/api/library/{manga_id}", json={"score": 8}, headers=bob.headers)
+    assert r.status_code == 200, r.text
+    assert await stored_rating(runtime, manga_id) == (6.0, 2)
+    # Clearing a score leaves the entry; deleting the entry deletes its score.
+    r = await client.patch(f"/api/library/{manga_id}", json={"score": None}, headers=bob.headers)
+    assert r.json()["score"] is None
+    assert await stored_rating(runtime, manga_id) == (4.0, 1)
+    r = await client.delete(f"/api/library/{manga_id}", headers=alice.headers)
+    assert r.status_code == 204
+    assert await stored_rating(runtime, manga_id) == (None, 0)
 
 
 # --- comments ----------------------------------------------------------------------------
@@ -235,6 +280,6 @@ async def test_service_validates_for_every_door(make_user: MakeUser, runtime: Ru
     user_id = uuid.UUID(user.id)
     manga_id = await new_manga(runtime)
     with pytest.raises(ValidationFailed):
-        await runtime.social.rate(user_id, manga_id, 11)
+        await runtime.reading_list.rate(user_id, manga_id, 11)
     with pytest.raises(ValidationFailed):
         await runtime.social.create_comment(user_id, manga_id, "\x1b[31mred")

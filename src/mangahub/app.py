@@ -21,15 +21,15 @@ from mangahub.config import Settings, ensure_secrets
 from mangahub.logs import apply_format as apply_log_format
 from mangahub.metrics import MetricsEndpoint
 from mangahub.privatefiles import create_exclusive
+from mangahub.readmodels import CatalogReadModel
 from mangahub.redislink import RedisLink, open_client
 from mangahub.security.tokens import TokenCodec
 from mangahub.services.auth import AuthService
 from mangahub.services.catalog import CatalogService
 from mangahub.services.chat import ChatService
 from mangahub.services.federated import FederatedSearch
-from mangahub.services.library import LibraryService
 from mangahub.services.notifications import NotificationService
-from mangahub.services.progress import ProgressService
+from mangahub.services.reading_list import ReadingListService
 from mangahub.services.social import SocialService
 from mangahub.sources.registry import SourceClients, build_source_clients
 from mangahub.storage.database import Database
@@ -49,14 +49,15 @@ class Runtime:
     tokens: TokenCodec
     auth: AuthService
     catalog: CatalogService
-    library: LibraryService
-    progress: ProgressService
+    reading_list: ReadingListService
     social: SocialService
     notifications: NotificationService
     chat: ChatService
     federated: FederatedSearch
     # One client per enabled external source, shared by federated search and sync jobs.
     sources: SourceClients
+    # Ready-to-send catalog answers of this process (see mangahub.readmodels).
+    catalog_reads: CatalogReadModel
     # Set when this start created user ``admin`` with a generated password; shown by
     # ``serve`` once it is listening (a failed start must not show and lose it).
     generated_admin_password: str | None = None
@@ -103,7 +104,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         bus = MemoryBus()
     tokens = TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_seconds)
     metrics_endpoint: MetricsEndpoint | None = None
-    catalog = CatalogService(db, cache)
+    catalog = CatalogService(db, cache, bus)
     sources = build_source_clients(settings)
     runtime = Runtime(
         settings=settings,
@@ -114,8 +115,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         tokens=tokens,
         auth=AuthService(db, cache, tokens, settings),
         catalog=catalog,
-        library=LibraryService(db),
-        progress=ProgressService(db, bus),
+        reading_list=ReadingListService(db, bus),
         social=SocialService(db),
         notifications=NotificationService(db, bus),
         chat=ChatService(db, bus),
@@ -124,8 +124,10 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             cache,
             sources.enabled,
             source_timeout=settings.federated_search_timeout_seconds,
+            anonymous_per_minute=settings.federated_anonymous_per_minute,
         ),
         sources=sources,
+        catalog_reads=CatalogReadModel(db, bus),
     )
     try:
         if bootstrap:
@@ -152,6 +154,9 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
                 # Kept for the operator (owner-only file) until they delete it.
                 create_exclusive(admin_password_file(settings), password + "\n")
                 runtime = dataclasses.replace(runtime, generated_admin_password=password)
+        # Before bus.start(): their topic is subscribed then.
+        await runtime.catalog_reads.start()
+        await runtime.catalog.follow_changes()
         await bus.start()
         if settings.metrics_port is not None:
             metrics_endpoint = MetricsEndpoint(settings.host, settings.metrics_port)

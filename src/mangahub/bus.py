@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -26,6 +26,8 @@ from mangahub.redislink import REDIS_DOWN_ERRORS, RedisLink
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+# A synchronous listener (see EventBus.tap); None means "events may have been missed".
+Tap = Callable[[Event | None], None]
 DEFAULT_QUEUE_SIZE = 1024
 # Reconnect backoff of the Redis reader, and how long one (re)subscribe may take.
 _RECONNECT_MIN = 0.1
@@ -96,6 +98,18 @@ class Subscription:
 class EventBus(Protocol):
     async def publish(self, topic: str, event: Event) -> None: ...
     async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription: ...
+    async def tap(self, topic: str, listener: Tap) -> None:
+        """Call ``listener`` synchronously with every event on ``topic`` (no queue, no
+        task hop: it runs inside ``publish`` locally and inside the Redis reader), and
+        with None whenever events may have been missed (Redis lost or reconnected).
+        For listeners that only drop local state, such as caches."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Whether events from other processes reach this one now."""
+        ...
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -105,6 +119,21 @@ class _LocalFanout:
 
     def __init__(self) -> None:
         self.subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self.taps: defaultdict[str, list[Tap]] = defaultdict(list)
+
+    def add_tap(self, topic: str, listener: Tap) -> bool:
+        """Register; True when the topic had no local listener before."""
+        fresh = topic not in self.subscribers and topic not in self.taps
+        self.taps[topic].append(listener)
+        return fresh
+
+    def topics(self) -> set[str]:
+        return set(self.subscribers) | set(self.taps)
+
+    def gap(self) -> None:
+        for listeners in self.taps.values():
+            for listener in listeners:
+                listener(None)
 
     def add(self, sub: Subscription) -> list[str]:
         """Register; returns the topics that had no local subscriber before."""
@@ -123,10 +152,13 @@ class _LocalFanout:
             subs.discard(sub)
             if not subs:
                 del self.subscribers[topic]
-                emptied.append(topic)
+                if topic not in self.taps:
+                    emptied.append(topic)
         return emptied
 
     def dispatch(self, topic: str, event: Event) -> None:
+        for listener in self.taps.get(topic, ()):
+            listener(event)
         for sub in list(self.subscribers.get(topic, ())):
             sub.deliver(topic, event)
 
@@ -147,6 +179,13 @@ class MemoryBus:
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         self._fanout.remove(sub)
+
+    async def tap(self, topic: str, listener: Tap) -> None:
+        self._fanout.add_tap(topic, listener)
+
+    @property
+    def connected(self) -> bool:
+        return True
 
     async def start(self) -> None:
         return None
@@ -180,20 +219,66 @@ class RedisBus:
         # Set when the connection is lost: events published meanwhile never arrive.
         self._gap = False
         self._connect_timeout = max(_CONNECT_TIMEOUT, 4 * self.link.timeout)
+        # Publishes waiting for the next pipeline (see _send).
+        self._outbox: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected
 
     async def publish(self, topic: str, event: Event) -> None:
+        # Local taps at once: this process's next read must already see the change
+        # (the Redis echo calls them again; tap listeners are idempotent).
+        for listener in self._fanout.taps.get(topic, ()):
+            listener(event)
         # Before start() (start-up work) Redis is tried too: other processes may listen.
         if self._connected or self._reader is None:
             try:
-                await self._redis.publish(self._prefix + topic, orjson.dumps(event))
+                await self._send(self._prefix + topic, orjson.dumps(event))
                 return
             except REDIS_DOWN_ERRORS as exc:
                 self._lost("publish", exc)
         self._fanout.dispatch(topic, event)
+
+    async def _send(self, channel: str, data: bytes) -> None:
+        """PUBLISH, pipelined: one pipeline is in flight at a time, and every publish
+        made meanwhile goes out in the next one, so N concurrent publishers (a group
+        commit's pushes, a fan-out) cost about one round trip, not N. Publishes reach
+        Redis in the order they were made; each caller gets its own outcome."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, data, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all(), name="redis-bus-publish")
+        await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+
+    async def _flush(self, batch: list[tuple[str, bytes, asyncio.Future[None]]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data, _ in batch:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+        except Exception as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for *_, future in [*batch, *self._outbox]:  # shutdown: nobody waits forever
+                future.cancel()
+            self._outbox = []
+            raise
+        for *_, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
@@ -207,6 +292,15 @@ class RedisBus:
                     self._lost("subscribe", exc)
         return sub
 
+    async def tap(self, topic: str, listener: Tap) -> None:
+        async with self._lock:
+            fresh = self._fanout.add_tap(topic, listener)
+            if fresh and self._connected:
+                try:
+                    await self._pubsub.subscribe(self._prefix + topic)
+                except REDIS_DOWN_ERRORS as exc:
+                    self._lost("subscribe", exc)
+
     async def _unsubscribe(self, sub: Subscription) -> None:
         async with self._lock:
             emptied = self._fanout.remove(sub)
@@ -217,6 +311,7 @@ class RedisBus:
     def _lost(self, what: str, exc: BaseException) -> None:
         self._connected = False
         self._gap = True
+        self._fanout.gap()
         self.link.failed(f"bus {what}", exc)
 
     async def start(self) -> None:
@@ -236,7 +331,7 @@ class RedisBus:
         pubsub = self._redis.pubsub()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                wanted = set(self._fanout.subscribers)
+                wanted = self._fanout.topics()  # subscriptions and taps
                 await pubsub.subscribe(self._prefix + "_", *(self._prefix + t for t in wanted))
                 # SUBSCRIBE only sends (a pooled socket to a dead server takes it); the
                 # first confirmation proves that Redis answers on this connection.
@@ -248,7 +343,7 @@ class RedisBus:
                         break
                 pubsub.ignore_subscribe_messages = True
                 async with self._lock:
-                    fresh = [t for t in self._fanout.subscribers if t not in wanted]
+                    fresh = [t for t in self._fanout.topics() if t not in wanted]
                     if fresh:
                         await pubsub.subscribe(*(self._prefix + t for t in fresh))
                     old, self._pubsub = self._pubsub, pubsub
@@ -261,6 +356,8 @@ class RedisBus:
         with contextlib.suppress(Exception):
             await old.aclose()  # type: ignore[no-untyped-call]
         self.link.succeeded()
+        # Whatever was published while we were away is unknown here: caches drop it.
+        self._fanout.gap()
         if self._gap:
             self._gap = False
             self._mark_missed()

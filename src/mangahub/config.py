@@ -70,8 +70,19 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = Field(5, ge=1)
     login_max_failures_per_address: int = Field(20, ge=1)
     login_failure_window_seconds: int = Field(15 * 60, ge=1)
+    # Registrations (each a bcrypt hash) per client address per window.
+    register_max_per_address: int = Field(10, ge=1)
+    register_window_seconds: int = Field(3600, ge=1)
+    # Anonymous federated searches that ask an external source, per client address per
+    # minute (signed-in callers are not counted here).
+    federated_anonymous_per_minute: int = Field(30, ge=1)
+    # Share of the MangaDex request rate that federated search can never take, so the
+    # sync jobs always have it.
+    mangadex_sync_reserve: float = Field(0.4, ge=0, lt=1)
     seed_catalog: bool = True
     log_level: str = "INFO"
+    # One line per HTTP request (client, method, path, status, time) on "mangahub.access".
+    http_access_log: bool = False
     # "text" for terminals, "json" (one object per line, with request ids) for collectors.
     log_format: Literal["text", "json"] = "text"
     # When set, this process also serves its TCP/UDP/WebSocket/Redis metrics on this port

@@ -20,7 +20,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from mangahub.app import Runtime
+from mangahub.chat.protocol import MAX_MESSAGE_BYTES
 from mangahub.http.app import create_app
+from mangahub.http.protocol import LimitedHttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,15 @@ class HttpServer:
             port=port,
             lifespan="off",
             log_level="warning",
+            # uvicorn's own logging setup stays off: the process configured it, and the
+            # access log (``http_access_log``) is the app's, with request ids.
+            log_config=None,
             access_log=False,
-            http="httptools",
+            # The head limits (SPEC "Limits") on top of httptools.
+            http=LimitedHttpToolsProtocol,
             ws="websockets-sansio",
+            # A chat message is at most 64 KiB; a larger frame is refused while read.
+            ws_max_size=MAX_MESSAGE_BYTES,
             # Compression costs ~36 KiB per connection and a compress per member per message.
             ws_per_message_deflate=False,
             timeout_graceful_shutdown=None,
@@ -179,8 +187,6 @@ async def run_servers(
         for server in build_servers(runtime, parts):
             await server.start()
             running.servers.append(server)
-            host, port = server.address
-            log.info("%s listening on %s:%d", server.name, host, port)
         yield running
     finally:
         for server in reversed(running.servers):

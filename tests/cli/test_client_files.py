@@ -4,6 +4,7 @@ resolution, and the credential store's file fallback."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -45,6 +46,28 @@ def test_outbox_keeps_order_per_server_and_survives_reopening(tmp_path: Path) ->
     assert oldest is not None and oldest.message_id == second.message_id
     box.remove(second.message_id)
     assert box.oldest(SERVER) is None and box.count("http://other:8084") == 1
+    box.close()
+
+
+def test_outbox_keeps_volume_and_no_status_and_reads_an_older_queue(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    # A queue written before volumes were queued: same table without the column.
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, server TEXT NOT NULL,"
+        " message_id TEXT NOT NULL UNIQUE, manga_id INTEGER NOT NULL, chapter REAL NOT NULL,"
+        " status TEXT NOT NULL, queued_at REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO outbox VALUES (1, ?, 'q-old', 3, 4.5, 'reading', 0)", (SERVER,))
+    old.commit()
+    old.close()
+    box = Outbox(path)
+    oldest = box.oldest(SERVER)
+    assert oldest is not None and (oldest.status, oldest.volume) == ("reading", None)
+    box.remove("q-old")
+    box.put(SERVER, 3, 5, None, 2)
+    newer = box.oldest(SERVER)
+    assert newer is not None and (newer.chapter, newer.status, newer.volume) == (5, "", 2)
     box.close()
 
 

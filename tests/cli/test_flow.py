@@ -76,6 +76,26 @@ def test_reader_flow_human_and_json(
     shown = cli.invoke("progress", "show", mid, "--json").json()
     assert shown["chapter"] == 13 and shown["version"] == progress["version"] + 1
     assert "13" in cli.invoke("progress", "show").ok().stdout
+    # One entry: a chapter write keeps its status, and every view shows the title.
+    assert shown["status"] == "on_hold"
+    total = manga.get("total_chapters")
+    listing = cli.invoke("library", "list").ok().stdout
+    assert f"13 / {'?' if total is None else total}" in listing and "on_hold" in listing
+    assert manga["title"] in cli.invoke("progress", "show").ok().stdout
+    assert manga["title"] in cli.invoke("progress", "show", mid).ok().stdout
+    assert cli.invoke("library", "list", "--status", "dropped", "--json").json()["total"] == 0
+    held = cli.invoke("library", "list", "--status", "ON_HOLD", "--json").json()
+    assert [e["manga_id"] for e in held["data"]] == [manga["id"]]
+    changed = cli.invoke("library", "update", mid, "--volume", "2", "--started", "2024-01-31",
+                         "--notes", "private note", "--rereads", "1", "--json").json()  # fmt: skip
+    assert (changed["volume"], changed["started_on"], changed["notes"]) == (
+        2,
+        "2024-01-31",
+        "private note",
+    )
+    assert (changed["rereads"], changed["chapter"], changed["status"]) == (1, 13, "on_hold")
+    cli.invoke("library", "update", mid, "--started", "31/01/2024").one_line_error(2, "date")
+    cli.invoke("library", "update", mid).one_line_error(2, "nothing to change")
     # A 15-minute token is far from expiry: no refresh happened.
     assert cli.stored() == before
 
@@ -83,6 +103,9 @@ def test_reader_flow_human_and_json(
     rating = cli.invoke("rating", "rate", mid, "8", "--json").json()
     assert rating["score"] == 8 and rating["manga_id"] == manga["id"]
     assert "9/10" in cli.invoke("rating", "rate", mid, "9").ok().stdout
+    assert cli.invoke("progress", "show", mid, "--json").json()["score"] == 9
+    cleared = cli.invoke("library", "update", mid, "--clear-score", "--json").json()
+    assert cleared["score"] is None
     cli.invoke("rating", "rate", mid, "11").one_line_error(2, "less than or equal to 10")
 
     # comments

@@ -38,6 +38,12 @@ def offline(tmp_path: Path) -> Cli:
 def test_an_update_is_queued_while_the_server_is_down(offline: Cli) -> None:
     queued = offline.invoke("progress", "update", "7", "12.5", "--json").json()
     assert queued["queued"] is True and queued["pending"] == 1 and queued["chapter"] == 12.5
+    # No --status: the entry keeps its own when the update is finally sent.
+    assert (queued["status"], queued["volume"]) == (None, None)
+    again = offline.invoke("progress", "update", "7", "13", "--volume", "2", "--status", "dropped")
+    again.ok()
+    stored = offline.invoke("progress", "update", "7", "14", "--json").json()
+    assert stored["pending"] == 3
 
 
 @pytest.mark.parametrize("chapter", ["inf", "1e400"])

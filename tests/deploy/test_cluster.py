@@ -38,6 +38,7 @@ pytestmark = [
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cluster.py"
 ENDPOINT = re.compile(r"^cluster (\w+)#(\d+) (\w+) ([\d.]+):(\d+)$")
+RUNNING = re.compile(r"^cluster (\w+)#(\d+) running$")  # a part without a listener
 Address = tuple[str, int]
 
 
@@ -45,6 +46,7 @@ Address = tuple[str, int]
 class Cluster:
     process: subprocess.Popen[str]
     endpoints: dict[tuple[str, int, str], Address] = field(default_factory=dict)
+    running: set[tuple[str, int]] = field(default_factory=set)
     output: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
 
@@ -52,7 +54,7 @@ class Cluster:
         return self.endpoints[(part, index, listener)]
 
     def members(self) -> set[tuple[str, int]]:
-        return {(part, index) for part, index, _ in self.endpoints}
+        return {(part, index) for part, index, _ in self.endpoints} | self.running
 
 
 def start_cluster(backend: Backend, *extra: str) -> Cluster:
@@ -101,6 +103,8 @@ def start_cluster(backend: Backend, *extra: str) -> Cluster:
             if match:
                 key = (match[1], int(match[2]), match[3])
                 cluster.endpoints[key] = (match[4], int(match[5]))
+            elif running := RUNNING.match(line):
+                cluster.running.add((running[1], int(running[2])))
             if line.startswith("cluster ready"):
                 ready.set()
         ready.set()
@@ -156,7 +160,6 @@ async def test_parts_as_processes_share_progress_chat_and_notifications(
     async with cluster_running(backend, "--scale", "udp=2") as cluster:
         expected = {(p, 1) for p in PARTS} | {("api", 2), ("tcp", 2), ("udp", 2)}
         assert cluster.members() == expected, cluster.output[-30:]
-        # (A part without a listener, the sync worker, announces port 0.)
         ports = [address[1] for address in cluster.endpoints.values() if address[1]]
         assert len(set(ports)) == len(ports), "every process listens on its own ports"
         children = child_pids(cluster.process.pid)

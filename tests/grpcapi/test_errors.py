@@ -66,6 +66,7 @@ class FailingSearch(FederatedSearch):
         offset: int = 0,
         sources: Sequence[str] = (),
         timeout: float | None = None,
+        anonymous_from: str | None = None,
     ) -> FederatedResults:
         raise self.error
 

@@ -65,10 +65,10 @@ async def test_update_progress_stores_for_the_token_user(
     assert progress.device == "grpc" and progress.version >= 1
     updated = progress.updated_at.ToDatetime(tzinfo=UTC)
     assert abs(updated - datetime.now(UTC)) < timedelta(minutes=1)
-    stored = await runtime.progress.get(uuid.UUID(user.id), roomy_manga)
+    stored = await runtime.reading_list.get(uuid.UUID(user.id), roomy_manga)
     assert (stored.chapter, stored.version, stored.device) == (12.5, progress.version, "grpc")
     with pytest.raises(NotFound):
-        await runtime.progress.get(uuid.UUID(other.id), roomy_manga)
+        await runtime.reading_list.get(uuid.UUID(other.id), roomy_manga)
 
     again = await stub.UpdateProgress(
         manga_pb2.ProgressUpdateRequest(
@@ -79,6 +79,34 @@ async def test_update_progress_stores_for_the_token_user(
     )
     assert again.progress.version > progress.version
     assert (again.progress.status, again.progress.device) == ("completed", "e-reader")
+
+
+async def test_update_progress_writes_the_one_entry(
+    stub: manga_pb2_grpc.MangaServiceStub, runtime: Runtime, make_user: MakeUser, roomy_manga: int
+) -> None:
+    """A request without status or volume (what older clients send) keeps the entry's;
+    the reply carries the rest of the entry."""
+    user = await make_user("entry")
+    user_id = uuid.UUID(user.id)
+    await runtime.reading_list.add(user_id, roomy_manga, {"status": "on_hold", "score": 8})
+    reply = await stub.UpdateProgress(
+        manga_pb2.ProgressUpdateRequest(manga_id=roomy_manga, chapter=5, volume=2),
+        metadata=bearer(user),
+        timeout=10,
+    )
+    entry = reply.progress
+    assert (entry.status, entry.chapter, entry.volume, entry.score) == ("on_hold", 5, 2, 8)
+    assert entry.HasField("score") and not entry.HasField("finished_on")
+    assert entry.title and entry.rereads == 0 and not entry.rereading
+    assert entry.added_at.ToDatetime(tzinfo=UTC) <= entry.updated_at.ToDatetime(tzinfo=UTC)
+    old_client = await stub.UpdateProgress(
+        manga_pb2.ProgressUpdateRequest(manga_id=roomy_manga, chapter=6),
+        metadata=bearer(user),
+        timeout=10,
+    )
+    assert (old_client.progress.status, old_client.progress.volume) == ("on_hold", 2)
+    stored = await runtime.reading_list.get(user_id, roomy_manga)
+    assert (stored.chapter, stored.volume, stored.status) == (6, 2, "on_hold")
 
 
 async def test_update_progress_is_pushed_to_the_users_tcp_session(
@@ -103,6 +131,9 @@ async def test_update_progress_is_pushed_to_the_users_tcp_session(
         assert push["chapter"] == 42
         assert push["version"] == reply.progress.version
         assert push["device"] == "tablet"
+        # The push is the whole entry, series summary included.
+        assert push["status"] == "reading" and push["manga"]["id"] == roomy_manga
+        assert {"volume", "score", "started_on", "rereads", "notes", "added_at"} <= set(push)
         await asyncio.sleep(0.2)
         assert nosy.progress_nowait() == []
 
@@ -211,7 +242,7 @@ async def test_missing_garbage_expired_or_foreign_tokens_are_unauthenticated(
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
         assert words in error.details(), (metadata, error.details())
     with pytest.raises(NotFound):
-        await runtime.progress.get(uuid.UUID(user.id), roomy_manga)
+        await runtime.reading_list.get(uuid.UUID(user.id), roomy_manga)
 
 
 async def test_the_bearer_scheme_is_case_insensitive(

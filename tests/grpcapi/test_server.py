@@ -87,6 +87,7 @@ class SlowSearch(FederatedSearch):
         offset: int = 0,
         sources: Sequence[str] = (),
         timeout: float | None = None,
+        anonymous_from: str | None = None,
     ) -> FederatedResults:
         self.timeouts.append(timeout)
         self.started.set()

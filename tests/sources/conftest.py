@@ -1,20 +1,25 @@
-"""A fake MangaDex + AniList for the whole run (reset before each test), and clients
-pointed at it with short backoff delays."""
+"""A fake MangaDex + AniList for the whole run (reset before each test), clients
+pointed at it with short backoff delays, and a local catalog of known content."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mangahub.app import Runtime
-from mangahub.cache import Cache
+from mangahub.cache import Cache, MemoryCache
+from mangahub.catalog.build import MANGADEX_SEED_JSON, mangadex_seed_records
+from mangahub.services.catalog import CatalogService
 from mangahub.services.federated import FederatedSearch
 from mangahub.sources.anilist import AniListClient
 from mangahub.sources.http import RetryPolicy
 from mangahub.sources.mangadex import MangaDexClient
+from mangahub.storage.database import Database
+from tests.conftest import empty_database
 from tests.fakes.sources import FakeSources
 
 # Backoff shrunk so retries take milliseconds; Retry-After is still honoured.
@@ -82,11 +87,43 @@ def scoped_cache(runtime: Runtime) -> ScopedCache:
     return ScopedCache(runtime.cache)
 
 
+@pytest.fixture(scope="session")
+async def legacy_catalog_url(
+    tmp_path_factory: pytest.TempPathFactory, repo_root: Path
+) -> AsyncIterator[str]:
+    """A database holding only the 500 MangaDex series earlier releases bundled: the
+    bundled catalog knows most series the fake serves, these tests need some that are
+    only on MangaDex or AniList (Nagatoro, Jigokuraku) or only local under another
+    title (ORV as "Jeonjijeok Dokja Sijeom")."""
+    async with empty_database(tmp_path_factory.mktemp("legacy")) as url:
+        db = Database(url)
+        try:
+            await db.migrate()
+            seed = repo_root / "datasets" / "catalog" / MANGADEX_SEED_JSON
+            await CatalogService(db, MemoryCache()).import_series(mangadex_seed_records(seed))
+        finally:
+            await db.close()
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def legacy_catalog(legacy_catalog_url: str) -> AsyncIterator[CatalogService]:
+    db = Database(legacy_catalog_url)
+    try:
+        yield CatalogService(db, MemoryCache())
+    finally:
+        await db.close()
+
+
 @pytest.fixture
 def federated(
-    runtime: Runtime, scoped_cache: ScopedCache, mangadex: MangaDexClient, anilist: AniListClient
+    legacy_catalog: CatalogService,
+    scoped_cache: ScopedCache,
+    mangadex: MangaDexClient,
+    anilist: AniListClient,
 ) -> FederatedSearch:
-    """The runtime's catalog and cache with both sources on the fake (1 s deadline each)."""
+    """The legacy catalog and the run's cache with both sources on the fake (1 s
+    deadline each)."""
     return FederatedSearch(
-        runtime.catalog, scoped_cache, [mangadex, anilist], source_timeout=SOURCE_DEADLINE
+        legacy_catalog, scoped_cache, [mangadex, anilist], source_timeout=SOURCE_DEADLINE
     )

@@ -1,5 +1,6 @@
-"""Federated search over the run's catalog (bundled series) and cache, with MangaDex
-and AniList served by the fake over real sockets."""
+"""Federated search over a local catalog of the 500 MangaDex series earlier releases
+bundled (see the ``legacy_catalog`` fixture) and the run's cache, with MangaDex and
+AniList served by the fake over real sockets."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mangahub.domain.enums import SourceStatus
 from mangahub.domain.errors import ValidationFailed
 from mangahub.domain.schemas import FederatedResults
 from mangahub.http.app import create_app
+from mangahub.services.catalog import CatalogService
 from mangahub.services.federated import FederatedSearch
 from mangahub.sources.http import RetryPolicy
 from mangahub.sources.mangadex import MangaDexClient
@@ -31,7 +33,7 @@ def statuses(found: FederatedResults) -> dict[str, SourceStatus]:
 
 
 async def test_a_series_both_local_and_on_mangadex_appears_once_local_first(
-    federated: FederatedSearch, runtime: Runtime
+    federated: FederatedSearch, legacy_catalog: CatalogService
 ) -> None:
     found = await federated.search("dandadan", limit=10)
     assert statuses(found) == {"local": "ok", "mangadex": "ok", "anilist": "ok"}
@@ -40,7 +42,7 @@ async def test_a_series_both_local_and_on_mangadex_appears_once_local_first(
     [hit] = [h for h in found.results if h.mangadex_id == DANDADAN]  # ...but it shows once
     assert hit.source == "local" and hit.id is not None
     assert found.results[0] == hit
-    assert found.results[0].id == (await runtime.catalog.get_manga(hit.id)).id
+    assert found.results[0].id == (await legacy_catalog.get_manga(hit.id)).id
 
 
 async def test_a_series_on_mangadex_and_anilist_appears_once(federated: FederatedSearch) -> None:
@@ -189,9 +191,12 @@ async def test_an_unreachable_source_is_skipped_for_a_while(
 
 
 @pytest.fixture
-async def wired(backend: Backend, fake: FakeSources) -> AsyncIterator[Runtime]:
-    """A second runtime on the run's database whose settings point at the fake."""
+async def wired(
+    backend: Backend, fake: FakeSources, legacy_catalog_url: str
+) -> AsyncIterator[Runtime]:
+    """A second runtime, on the legacy catalog's database, whose settings point at the fake."""
     settings = backend.settings(
+        database_url=legacy_catalog_url,
         mangadex_url=fake.mangadex_url,
         anilist_url=fake.anilist_url,
         anilist_enabled=True,

@@ -96,7 +96,7 @@ async def follow(env: SyncEnv, user_id: uuid.UUID, mangadex_id: str) -> int:
     async with env.runtime.db.session() as s:
         manga_id = await s.scalar(select(Manga.id).where(Manga.mangadex_id == mangadex_id))
     assert manga_id is not None
-    await env.runtime.library.add(user_id, manga_id, ReadingStatus.READING)
+    await env.runtime.reading_list.add(user_id, manga_id, {"status": ReadingStatus.READING})
     return int(manga_id)
 
 

@@ -49,7 +49,7 @@ async def test_every_acked_update_survives_sigkill_and_the_stream_resumes(
         assert 30 <= len(acked) < len(targets), "the kill should land mid-stream"
 
         # The dead server acknowledged these: each must be in the database as acked.
-        stored = {p.manga_id: p for p in await runtime.progress.changed_since(user_id, 0)}
+        stored = {p.manga_id: p for p in await runtime.reading_list.changed_since(user_id, 0)}
         for manga_id, ack in acked.items():
             row = stored[manga_id]
             assert (row.chapter, row.version) == (ack["chapter"], ack["version"]), manga_id
@@ -58,7 +58,7 @@ async def test_every_acked_update_survives_sigkill_and_the_stream_resumes(
         async with serve_process(env, "tcp"):
             results = await asyncio.wait_for(asyncio.gather(*updates), 60)
         assert client.connections >= 2
-        stored = {p.manga_id: p for p in await runtime.progress.changed_since(user_id, 0)}
+        stored = {p.manga_id: p for p in await runtime.reading_list.changed_since(user_id, 0)}
         for i, (manga_id, ack) in enumerate(zip(targets, results, strict=True)):
             assert stored[manga_id].chapter == ack["chapter"] == i + 1.5
             assert stored[manga_id].version == ack["version"]

@@ -208,13 +208,16 @@ def test_progress_update_sync_and_ping_become_typed_events() -> None:
     session.receive_data(
         update("a1", manga_id=7, chapter=12.5, status="completed")
         + update(99, manga_id=7, chapter=3)
+        + update("v", manga_id=7, chapter=4, volume=2)
         + line({"type": "sync", "since_version": 41})
         + line({"type": "sync"})
         + line({"type": "ping", "extra": "ignored"})
     )
     assert drain(session) == [
         ProgressUpdate(id="a1", manga_id=7, chapter=12.5, status=ReadingStatus.COMPLETED),
-        ProgressUpdate(id=99, manga_id=7, chapter=3.0, status=ReadingStatus.READING),
+        # No status: the entry keeps its own.
+        ProgressUpdate(id=99, manga_id=7, chapter=3.0, status=None),
+        ProgressUpdate(id="v", manga_id=7, chapter=4.0, volume=2),
         SyncRequest(since_version=41),
         SyncRequest(since_version=0),
         PingRequest(),
@@ -245,6 +248,9 @@ def test_progress_update_sync_and_ping_become_typed_events() -> None:
         update(manga_id=1, chapter=1e9),
         update(manga_id=1),
         update(manga_id=1, chapter=1, status="binging"),
+        update(manga_id=1, chapter=1, volume=-1),
+        update(manga_id=1, chapter=1, volume=1.5),
+        update(manga_id=1, chapter=1, volume="2"),
         line({"type": "sync", "since_version": -1}),
         line({"type": "sync", "since_version": "3"}),
         line({"type": "sync", "since_version": 1.5}),

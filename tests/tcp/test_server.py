@@ -54,6 +54,43 @@ async def test_two_devices_see_each_others_updates_and_the_sender_gets_the_ack(
     await phone.expect_silence()
 
 
+async def test_an_update_without_status_keeps_the_entrys_and_carries_the_whole_entry(
+    connect: Connect, make_user: MakeUser, client: httpx.AsyncClient, manga_ids: list[int]
+) -> None:
+    user = await make_user()
+    manga_id = manga_ids[3]
+    r = await client.post(
+        "/api/library",
+        json={"manga_id": manga_id, "status": "on_hold", "score": 7, "notes": "slow burn"},
+        headers=user.headers,
+    )
+    assert r.status_code == 201, r.text
+    laptop, phone = await connect(), await connect()
+    await laptop.auth(user.access_token, "laptop")
+    await phone.auth(user.access_token, "phone")
+    await laptop.send(
+        {
+            "type": "progress_update",
+            "id": "v1",
+            "data": {"manga_id": manga_id, "chapter": 20, "volume": 3},
+        }
+    )
+    ack = await laptop.recv()
+    assert ack["type"] == "ack", ack
+    entry = ack["progress"]
+    assert (entry["status"], entry["chapter"], entry["volume"]) == ("on_hold", 20, 3)
+    assert (entry["score"], entry["notes"], entry["device"]) == (7, "slow burn", "laptop")
+    assert entry["manga"]["id"] == manga_id and entry["added_at"] == r.json()["added_at"]
+    assert await phone.recv() == {"type": "progress", "data": entry}
+    # A status change from another door reaches the device with the rest of the entry.
+    r = await client.patch(
+        f"/api/library/{manga_id}", json={"status": "dropped"}, headers=user.headers
+    )
+    push = (await laptop.recv())["data"]
+    assert push == r.json()
+    assert (push["status"], push["chapter"], push["volume"]) == ("dropped", 20, 3)
+
+
 async def test_another_user_sees_nothing(
     connect: Connect, make_user: MakeUser, manga_ids: list[int]
 ) -> None:

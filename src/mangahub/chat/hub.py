@@ -5,8 +5,8 @@ first join subscribes to the bus topic ``chat:<room_id>`` and starts the room's 
 the last leave closes both. Everything a room's members see travels over that topic
 (chat messages published by ``ChatService`` after they are stored; join/leave notices
 and presence announcements published here), so members on every process see the same
-stream. Progress pushes come the same way, one ``progress:<user_id>`` subscription per
-user with at least one connection here.
+stream. Progress and notification pushes come the same way, one subscription to
+``progress:<user_id>`` and ``notify:<user_id>`` per user with at least one connection here.
 
 Membership changes (rooms and user feeds, including their bus subscriptions) happen
 under one ``asyncio.Lock``, so a join racing the last leave of a room never ends up
@@ -54,7 +54,7 @@ from mangahub.domain.errors import (
     Unavailable,
     ValidationFailed,
 )
-from mangahub.domain.schemas import ChatMessagePublic, ProgressPublic
+from mangahub.domain.schemas import ChatMessagePublic, EntryPublic
 from mangahub.ratelimit import TokenBucket
 from mangahub.security.tokens import Principal
 
@@ -173,7 +173,9 @@ class Hub:
         async with self._lock:
             feed = self._feeds.get(user_id)
             if feed is None:
-                subscription = await self._bus.subscribe(f"progress:{user_id}", maxsize=_BUS_QUEUE)
+                subscription = await self._bus.subscribe(
+                    f"progress:{user_id}", f"notify:{user_id}", maxsize=_BUS_QUEUE
+                )
                 feed = _UserFeed(
                     subscription, TokenBucket(cfg.chat_rate, cfg.chat_burst, self._clock)
                 )
@@ -489,9 +491,13 @@ class Hub:
             if feed.subscription.dropped != missed:
                 missed = feed.subscription.dropped
                 self._tell_missed(feed.clients, None)
-            if event.get("type") != "progress" or not isinstance(event.get("data"), dict):
+            if event.get("type") == "notification":
+                data = {k: v for k, v in event.items() if k not in ("type", "user_id")}
+                text = protocol.encode({"type": "notification", "data": data})
+            elif event.get("type") == "progress" and isinstance(event.get("data"), dict):
+                text = protocol.encode({"type": "progress", "data": _progress_data(event["data"])})
+            else:
                 continue
-            text = protocol.encode({"type": "progress", "data": _progress_data(event["data"])})
             for client in list(feed.clients):
                 client.offer(text)
 
@@ -509,10 +515,10 @@ class Hub:
 
 
 def _progress_data(data: dict[str, Any]) -> dict[str, Any]:
-    """The progress object exactly as every door serializes it (the bus event may carry
+    """The entry exactly as every door serializes it (the bus event may carry
     an ``origin`` and backend-specific timestamp formats)."""
     try:
-        return ProgressPublic.model_validate(data).model_dump(mode="json")
+        return EntryPublic.model_validate(data).model_dump(mode="json")
     except ValidationError:
         return {k: v for k, v in data.items() if k != "origin"}
 

@@ -23,6 +23,8 @@ from mangahub.cli.output import (
 REFRESH_MARGIN: Final = 300.0
 """Refresh the access token when it has less than this many seconds to live."""
 TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+# Uploading or building a whole list (up to 50 MiB) takes longer than one request.
+FILE_TIMEOUT: Final = httpx.Timeout(120.0, connect=5.0)
 SESSION_EXPIRED: Final = "session expired, run `mangahub auth login`"
 
 
@@ -109,6 +111,29 @@ class Api:
             response = self._send(method, path, json=json, params=query, headers=headers)
         if response.is_success:
             return None if response.status_code == 204 or not response.content else response.json()
+        code, message = error_message(response)
+        raise CliError(message, EXIT_BY_CODE.get(code, EXIT_ERROR))
+
+    def call_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """An authenticated request whose body and answer are files, not JSON (list
+        import and export); errors raise :class:`CliError` like :meth:`call`."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        for force in (False, True):
+            headers = {"Authorization": f"Bearer {self.access_token(force=force)}"}
+            response = self._send(
+                method, path, content=content, params=query, headers=headers, timeout=FILE_TIMEOUT
+            )
+            if response.status_code != 401:
+                break
+        if response.is_success:
+            return response
         code, message = error_message(response)
         raise CliError(message, EXIT_BY_CODE.get(code, EXIT_ERROR))
 

@@ -164,7 +164,9 @@ async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
         for server in running.servers:
             host, port = server.address
             # One parseable line per listener: scripts (and tests using port 0) read these.
-            print(f"mangahub {server.name} listening on {host}:{port}", flush=True)
+            # A part without a socket (sync) reports port 0: it runs, it does not listen.
+            said = f"listening on {host}:{port}" if port else "running"
+            print(f"mangahub {server.name} {said}", flush=True)
         _show_admin_password(runtime)
         await stop.wait()
         print("mangahub shutting down", flush=True)

@@ -1,4 +1,4 @@
-"""``mangahub manga get|search|create``: the catalog."""
+"""``mangahub manga get|search|genres|formats|statuses``: the catalog."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from mangahub.cli.output import (
     print_json,
     table,
 )
-from mangahub.domain.enums import MangaStatus, SortBy
+from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
+from mangahub.domain.schemas import MAX_YEAR, MIN_YEAR
 
 app = typer.Typer(help="Look up and search the catalog.", no_args_is_help=True)
 
@@ -84,6 +85,15 @@ def search(
     status: Annotated[
         MangaStatus | None, typer.Option("--status", case_sensitive=False, help="Series status.")
     ] = None,
+    format: Annotated[
+        list[MangaFormat] | None,
+        typer.Option(
+            "--format", case_sensitive=False, help="Format (repeat for several: any matches)."
+        ),
+    ] = None,
+    year: Annotated[
+        int | None, typer.Option("--year", min=MIN_YEAR, max=MAX_YEAR, help="Start year.")
+    ] = None,
     sort: Annotated[
         SortBy | None, typer.Option("--sort", case_sensitive=False, help="Sort key.")
     ] = None,
@@ -114,11 +124,15 @@ def search(
     Examples:
       mangahub manga search "one piece"
       mangahub manga search --genre action --genre comedy --status ongoing --sort rating
+      mangahub manga search --format manhwa --year 2018
       mangahub manga search "frieren" --via grpc --source local --source mangadex
     """
     if via is Via.GRPC:
-        if genre or status or sort or order:
-            raise CliError("--genre, --status, --sort and --order need --via http", EXIT_BAD_INPUT)
+        if genre or status or format or year or sort or order:
+            raise CliError(
+                "--genre, --status, --format, --year, --sort and --order need --via http",
+                EXIT_BAD_INPUT,
+            )
         if not query:
             raise CliError("a federated search needs a query", EXIT_BAD_INPUT)
         from mangahub.cli import grpc_search  # grpc loads only when asked for
@@ -137,6 +151,8 @@ def search(
         "q": query,
         "genres": ",".join(genre) if genre else None,
         "status": status.value if status else None,
+        "format": ",".join(f.value for f in format) if format else None,
+        "year": year,
         "sort_by": sort.value if sort else None,
         "order": order,
         "page": page,
@@ -148,6 +164,50 @@ def search(
         print_json(body)
         return
     show_summaries(body, "Search results")
+
+
+@app.command()
+@handle_errors
+def genres(server: ServerOpt = None, json: JsonOpt = False) -> None:
+    """List every genre (names for `manga search --genre`).
+
+    Example: mangahub manga genres
+    """
+    with api(server) as client:
+        body = client.call("GET", "/api/genres")
+    if json:
+        print_json(body)
+        return
+    table("Genres", ["name", "slug"], ((g["name"], g["slug"]) for g in body), f"{len(body)} genres")
+
+
+@app.command()
+@handle_errors
+def formats(server: ServerOpt = None, json: JsonOpt = False) -> None:
+    """List every format (values for `manga search --format`).
+
+    Example: mangahub manga formats
+    """
+    _show_names(server, json, "/api/formats", "Formats")
+
+
+@app.command()
+@handle_errors
+def statuses(server: ServerOpt = None, json: JsonOpt = False) -> None:
+    """List every publication status (values for `manga search --status`).
+
+    Example: mangahub manga statuses
+    """
+    _show_names(server, json, "/api/statuses", "Statuses")
+
+
+def _show_names(server: str | None, json: bool, path: str, title: str) -> None:
+    with api(server) as client:
+        body = client.call("GET", path)
+    if json:
+        print_json(body)
+        return
+    table(title, ["name"], ((name,) for name in body), f"{len(body)} {title.lower()}")
 
 
 def show_summaries(body: dict[str, Any], title: str) -> None:

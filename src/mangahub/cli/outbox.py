@@ -32,9 +32,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     manga_id INTEGER NOT NULL,
     chapter REAL NOT NULL,
     status TEXT NOT NULL,
-    queued_at REAL NOT NULL
+    queued_at REAL NOT NULL,
+    volume INTEGER
 )
 """
+# Queues written before volumes were sent lack the column; "" as status means "keep
+# the entry's status" (the column predates optional statuses and stays NOT NULL).
+_ADD_VOLUME = "ALTER TABLE outbox ADD COLUMN volume INTEGER"
+_COLUMNS = "seq, message_id, manga_id, chapter, status, queued_at, volume"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class QueuedUpdate:
     chapter: float
     status: str
     queued_at: float
+    volume: int | None = None
 
 
 class Outbox:
@@ -57,6 +63,9 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # fsync on every commit
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "volume" not in columns:
+                self._db.execute(_ADD_VOLUME)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise CliError(
@@ -68,7 +77,16 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
 
-    def put(self, server: str, manga_id: int, chapter: float, status: str) -> QueuedUpdate:
+    def put(
+        self,
+        server: str,
+        manga_id: int,
+        chapter: float,
+        status: str | None,
+        volume: int | None = None,
+    ) -> QueuedUpdate:
+        """Queue an update; ``status`` None keeps the entry's own status."""
+        status = status or ""
         message_id = f"q-{uuid.uuid4().hex}"
         try:
             with self._db:
@@ -80,19 +98,18 @@ class Outbox:
                         EXIT_UNAVAILABLE,
                     )
                 cursor = self._db.execute(
-                    "INSERT INTO outbox (server, message_id, manga_id, chapter, status, queued_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (server, message_id, manga_id, chapter, status, time.time()),
+                    "INSERT INTO outbox (server, message_id, manga_id, chapter, status, queued_at,"
+                    " volume) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (server, message_id, manga_id, chapter, status, time.time(), volume),
                 )
         except sqlite3.Error as exc:  # disk full, read-only, locked for too long
             raise CliError(f"cannot queue the update in {self.path}: {exc}", EXIT_ERROR) from None
         seq = cursor.lastrowid or 0
-        return QueuedUpdate(seq, message_id, manga_id, chapter, status, time.time())
+        return QueuedUpdate(seq, message_id, manga_id, chapter, status, time.time(), volume)
 
     def oldest(self, server: str) -> QueuedUpdate | None:
         row = self._db.execute(
-            "SELECT seq, message_id, manga_id, chapter, status, queued_at FROM outbox"
-            " WHERE server = ? ORDER BY seq LIMIT 1",
+            f"SELECT {_COLUMNS} FROM outbox WHERE server = ? ORDER BY seq LIMIT 1",
             (server,),
         ).fetchone()
         return QueuedUpdate(*row) if row else None

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -20,11 +21,13 @@ import typer
 from mangahub.cli import daemon_files
 from mangahub.cli.api import Unreachable
 from mangahub.cli.common import JsonOpt, ServerOpt, api
+from mangahub.cli.library import progress_text
 from mangahub.cli.outbox import Outbox, QueuedUpdate
 from mangahub.cli.output import (
     EXIT_BAD_INPUT,
     CliError,
     console,
+    escape,
     fields,
     handle_errors,
     info,
@@ -45,52 +48,69 @@ def update(
     manga_id: Annotated[int, typer.Argument(help="Manga id.", min=1, max=MAX_MANGA_ID)],
     chapter: Annotated[float, typer.Argument(help="Chapter reached (5.5 is fine).", min=0)],
     status: Annotated[
-        ReadingStatus, typer.Option("--status", case_sensitive=False, help="Reading status.")
-    ] = ReadingStatus.READING,
+        ReadingStatus | None,
+        typer.Option(
+            "--status", case_sensitive=False, help="Reading status (default: keep the entry's)."
+        ),
+    ] = None,
+    volume: Annotated[int | None, typer.Option("--volume", min=0, help="Volume reached.")] = None,
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for the daemon's ack.")
     ] = 10,
     server: ServerOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Record the chapter you reached (pushed to your other devices at once).
+    """Record the chapter you reached (pushed to your other devices at once). A series
+    not in your library is added as reading; otherwise its status stays unless given.
 
     Examples:
       mangahub progress update 42 12.5
-      mangahub progress update 42 120 --status completed
+      mangahub progress update 42 120 --status completed --volume 12
     """
     if not math.isfinite(chapter):
         raise CliError(f"chapter must be a finite number, not {chapter}", EXIT_BAD_INPUT)
+    write = _Write(manga_id, chapter, None if status is None else status.value, volume)
     with api(server) as client:
         client.credentials()  # must be logged in, online or not
         state = daemon_files.read_state()
         if daemon_files.running_pid() is not None and state.get("server") == client.server:
-            _through_daemon(client.server, manga_id, chapter, status.value, wait, json)
+            _through_daemon(client.server, write, wait, json)
             return
         waiting = _pending(client.server)
         if waiting:
             # Sent now, it would be overwritten once the older ones go out.
-            queued = _queue(client.server, manga_id, chapter, status.value)
+            queued = _queue(client.server, write)
             _report_queued(queued, client.server, f"{waiting} older update(s) go first", json)
             return
         try:
-            progress = client.call(
-                "PUT",
-                "/api/users/progress",
-                json={"manga_id": manga_id, "chapter": chapter, "status": status.value},
-                auth=True,
-            )
+            progress = client.call("PUT", "/api/users/progress", json=write.body(), auth=True)
         except Unreachable as exc:
-            queued = _queue(client.server, manga_id, chapter, status.value)
+            queued = _queue(client.server, write)
             _report_queued(queued, client.server, exc.message, json)
             return
     _report(progress, json)
 
 
-def _queue(server: str, manga_id: int, chapter: float, status: str) -> tuple[QueuedUpdate, int]:
+@dataclass(frozen=True)
+class _Write:
+    manga_id: int
+    chapter: float
+    status: str | None
+    volume: int | None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"manga_id": self.manga_id, "chapter": self.chapter}
+        if self.status is not None:
+            body["status"] = self.status
+        if self.volume is not None:
+            body["volume"] = self.volume
+        return body
+
+
+def _queue(server: str, write: _Write) -> tuple[QueuedUpdate, int]:
     outbox = Outbox()
     try:
-        item = outbox.put(server, manga_id, chapter, status)
+        item = outbox.put(server, write.manga_id, write.chapter, write.status, write.volume)
         return item, outbox.count(server)
     finally:
         outbox.close()
@@ -104,10 +124,8 @@ def _pending(server: str) -> int:
         outbox.close()
 
 
-def _through_daemon(
-    server: str, manga_id: int, chapter: float, status: str, wait: float, json: bool
-) -> None:
-    queued = _queue(server, manga_id, chapter, status)
+def _through_daemon(server: str, write: _Write, wait: float, json: bool) -> None:
+    queued = _queue(server, write)
     pid = daemon_files.running_pid()
     if pid is not None:
         os.kill(pid, signal.SIGUSR1)  # look at the queue now
@@ -130,7 +148,8 @@ def _report_queued(queued: tuple[QueuedUpdate, int], server: str, why: str, json
                 "message_id": item.message_id,
                 "manga_id": item.manga_id,
                 "chapter": item.chapter,
-                "status": item.status,
+                "status": item.status or None,
+                "volume": item.volume,
                 "pending": pending,
             }
         )
@@ -143,8 +162,10 @@ def _report(progress: dict[str, Any], json: bool) -> None:
     if json:
         print_json(progress)
     else:
+        title = progress.get("manga", {}).get("title")
+        name = f" {escape(title)}" if title else ""
         console.print(
-            f"[green]✓[/green] #{progress['manga_id']}: chapter {progress['chapter']:g} "
+            f"[green]✓[/green] #{progress['manga_id']}{name}: chapter {progress['chapter']:g} "
             f"({progress['status']}, version {progress['version']})"
         )
 
@@ -174,10 +195,13 @@ def show(
         return
     if manga_id is not None:
         fields(
-            f"Progress on #{manga_id}",
+            f"Progress on #{manga_id} {escape(progress['manga']['title'])}",
             [
-                (k, progress.get(k))
-                for k in ("chapter", "status", "version", "device", "updated_at")
+                ("progress", progress_text(progress)),
+                *(
+                    (k, progress.get(k))
+                    for k in ("volume", "status", "score", "version", "device", "updated_at")
+                ),
             ],
         )
         return
@@ -187,11 +211,12 @@ def show(
         return
     table(
         "Reading progress",
-        ["manga", "chapter", "status", "version", "device", "updated"],
+        ["id", "title", "progress", "status", "version", "device", "updated"],
         (
             (
                 p["manga_id"],
-                p["chapter"],
+                p["manga"]["title"],
+                progress_text(p),
                 p["status"],
                 p["version"],
                 p.get("device"),

@@ -223,7 +223,11 @@ class Daemon:
                 continue
             try:
                 progress = await client.update(
-                    item.manga_id, item.chapter, item.status, message_id=item.message_id
+                    item.manga_id,
+                    item.chapter,
+                    item.status or None,
+                    volume=item.volume,
+                    message_id=item.message_id,
                 )
             except ProgressSyncError as exc:
                 if exc.code == "unauthorized":

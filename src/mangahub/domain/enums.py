@@ -33,6 +33,16 @@ class ReadingStatus(StrEnum):
     DROPPED = "dropped"
 
 
+class EntrySort(StrEnum):
+    """Orders of the reader's list."""
+
+    UPDATED = "updated"
+    TITLE = "title"
+    SCORE = "score"
+    PROGRESS = "progress"
+    ADDED = "added"
+
+
 class NotificationKind(StrEnum):
     NEW_MANGA = "new_manga"
     NEW_CHAPTER = "new_chapter"

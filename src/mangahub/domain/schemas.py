@@ -7,7 +7,7 @@ storage rows with ``model_validate(row)``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -28,17 +28,13 @@ from mangahub.domain.enums import (
     Role,
     SourceStatus,
 )
+from mangahub.domain.text import MULTI_LINE, SINGLE_LINE
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
-_CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
-
-
-def _no_control_chars(value: str) -> str:
-    if any(ch in _CONTROL_CHARS for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
+# Start years a series can have (the year filter of searches).
+MIN_YEAR, MAX_YEAR = 1800, 2200
 
 
 def _not_blank(value: str) -> str:
@@ -66,14 +62,14 @@ Password = Annotated[
 UserText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2000),
-    AfterValidator(_no_control_chars),
+    MULTI_LINE,
     AfterValidator(_not_blank),
 ]
 ChapterNumber = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
-    AfterValidator(_no_control_chars),
+    SINGLE_LINE,
 ]
 
 
@@ -105,7 +101,7 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254)] = Field(
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254), SINGLE_LINE] = Field(
         description="Username or email address."
     )
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -151,8 +147,15 @@ class MangaSummary(Schema):
         return [g if isinstance(g, str) else g.name for g in value]
 
 
+class AuthorRolePublic(Schema):
+    name: str
+    role: str
+
+
 class MangaDetails(MangaSummary):
     alt_titles: list[str]
+    themes: list[str] = []
+    author_roles: list[AuthorRolePublic] = []
     description: str
     year: int | None
     volumes: int | None
@@ -208,10 +211,10 @@ class MangaCreate(Input):
     status: MangaStatus = MangaStatus.ONGOING
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] = ""
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
+    year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] = Field(default_factory=list, max_length=50)
-    mangadex_id: Annotated[str, StringConstraints(max_length=36)] | None = None
+    mangadex_id: Annotated[str, StringConstraints(max_length=36), SINGLE_LINE] | None = None
     anilist_id: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -224,8 +227,8 @@ class MangaUpdate(Input):
     status: MangaStatus | None = None
     total_chapters: Annotated[int, Field(ge=0, le=100_000)] | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
-    cover_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    year: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    cover_url: Annotated[str, StringConstraints(max_length=1000), SINGLE_LINE] | None = None
+    year: Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)] | None = None
     genre_ids: list[int] | None = Field(default=None, max_length=50)
 
 
@@ -242,36 +245,66 @@ class ChapterPublic(Schema):
 # --- library, progress, ratings, comments -----------------------------------------
 
 
-class LibraryEntryPublic(Schema):
+MAX_NOTES_LENGTH = 10_000
+Score = Annotated[int, Field(ge=1, le=10, strict=True)]
+Volume = Annotated[int, Field(ge=0, le=100_000, strict=True)]
+Device = Annotated[str, StringConstraints(max_length=100)]
+Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
+
+
+class EntryPublic(Schema):
+    """One reading entry: the reader's list row, their progress and their score. The
+    progress view (PUT/GET /api/users/progress, TCP, WS) is this same object."""
+
     manga_id: int
     status: ReadingStatus
+    chapter: float
+    volume: int
+    score: int | None
+    started_on: date | None
+    finished_on: date | None
+    rereads: int
+    rereading: bool
+    notes: str
     added_at: datetime
     updated_at: datetime
+    version: int
+    device: str | None
     manga: MangaSummary
 
 
-class LibraryAdd(Input):
+class EntryUpdate(Input):
+    """Any field of an entry; only the fields present change (``null`` clears the
+    nullable ones: score, started_on, finished_on)."""
+
+    status: ReadingStatus | None = None
+    chapter: ChapterNumber | None = None
+    volume: Volume | None = None
+    score: Score | None = None
+    started_on: date | None = None
+    finished_on: date | None = None
+    rereads: Annotated[int, Field(ge=0, le=10_000, strict=True)] | None = None
+    rereading: bool | None = None
+    notes: Notes | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent; a ``null`` for a field that cannot be empty is
+        refused by the service."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class EntryAdd(EntryUpdate):
     manga_id: Annotated[int, Field(ge=1)]
-    status: ReadingStatus = ReadingStatus.PLAN_TO_READ
 
-
-class LibraryUpdate(Input):
-    status: ReadingStatus
-
-
-class ProgressPublic(Schema):
-    manga_id: int
-    chapter: float
-    status: ReadingStatus
-    version: int
-    device: str | None
-    updated_at: datetime
+    def changes(self) -> dict[str, Any]:
+        return {k: v for k, v in super().changes().items() if k != "manga_id"}
 
 
 class ProgressIn(Input):
     manga_id: Annotated[int, Field(ge=1)]
     chapter: ChapterNumber
-    status: ReadingStatus = ReadingStatus.READING
+    volume: Volume | None = None
+    status: ReadingStatus | None = None
 
 
 class RatingPublic(Schema):
@@ -281,7 +314,7 @@ class RatingPublic(Schema):
 
 
 class RatingIn(Input):
-    score: Annotated[int, Field(ge=1, le=10, strict=True)]
+    score: Score
 
 
 class CommentPublic(Schema):

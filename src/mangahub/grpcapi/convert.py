@@ -5,10 +5,10 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mangahub.domain.schemas import (
+    EntryPublic,
     FederatedManga,
     FederatedResults,
     MangaDetails,
-    ProgressPublic,
     SourceReport,
 )
 from mangahub.services.federated import local_hit
@@ -54,14 +54,23 @@ def search_message(found: FederatedResults) -> manga_pb2.MangaSearchResponse:
     )
 
 
-def progress_message(progress: ProgressPublic) -> manga_pb2.Progress:
-    updated_at = Timestamp()
-    updated_at.FromDatetime(progress.updated_at)
+def progress_message(entry: EntryPublic) -> manga_pb2.Progress:
+    updated_at, added_at = Timestamp(), Timestamp()
+    updated_at.FromDatetime(entry.updated_at)
+    added_at.FromDatetime(entry.added_at)
     return manga_pb2.Progress(
-        manga_id=progress.manga_id,
-        chapter=progress.chapter,
-        status=progress.status.value,
-        version=progress.version,
-        device=progress.device,
+        manga_id=entry.manga_id,
+        chapter=entry.chapter,
+        status=entry.status.value,
+        version=entry.version,
+        device=entry.device,
         updated_at=updated_at,
+        volume=entry.volume,
+        score=entry.score,
+        started_on=None if entry.started_on is None else entry.started_on.isoformat(),
+        finished_on=None if entry.finished_on is None else entry.finished_on.isoformat(),
+        rereads=entry.rereads,
+        rereading=entry.rereading,
+        added_at=added_at,
+        title=entry.manga.title,
     )

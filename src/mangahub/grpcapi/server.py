@@ -2,8 +2,11 @@
 ``grpc.aio`` server.
 
 Bounds: request messages up to ``max_receive_bytes``, answers up to ``max_send_bytes``,
-``max_concurrent_streams`` per connection and ``max_concurrent_rpcs`` in all (beyond
-that, calls fail fast with RESOURCE_EXHAUSTED instead of queueing).
+``max_calls_per_connection`` MangaService calls per connection and ``max_concurrent_rpcs``
+in all; beyond that, calls fail fast with RESOURCE_EXHAUSTED (counted in the metrics)
+instead of queueing. The HTTP/2 stream limit and gRPC's own call limit stay well above
+those as a backstop: what they refuse is not counted, and clients see a refused stream
+as UNAVAILABLE.
 
 Shutdown (:meth:`GrpcServer.stop`): health turns NOT_SERVING (watchers are told),
 new calls are refused, calls in flight get ``timeout`` seconds to finish, then
@@ -24,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from mangahub.app import Runtime
+from mangahub.grpcapi.limits import CallLimiter
 from mangahub.grpcapi.metrics import GrpcMetrics
 from mangahub.grpcapi.service import MangaServicer, lenient
 from mangahub.v1 import manga_pb2
@@ -59,8 +63,10 @@ class GrpcConfig:
 
     max_receive_bytes: int = 64 * 1024
     max_send_bytes: int = 16 * 1024 * 1024
-    max_concurrent_streams: int = 100
+    max_calls_per_connection: int = 100
     max_concurrent_rpcs: int = 1000
+    max_concurrent_streams: int = 10_000
+    """HTTP/2 streams per connection (health watches included): the backstop."""
     search_budget: float = 10.0
     """Seconds a search may take when the caller set no (shorter) deadline."""
 
@@ -106,10 +112,18 @@ class GrpcServer:
                 ("grpc.max_concurrent_streams", config.max_concurrent_streams),
                 # A port in use is an error, not a second server sharing it.
                 ("grpc.so_reuseport", 0),
+                # Calls not yet picked up by the event loop: past the default (1000)
+                # gRPC cancels them before MangaService sees them, uncounted.
+                ("grpc.server.max_pending_requests", config.max_concurrent_streams),
+                ("grpc.server.max_pending_requests_hard_limit", config.max_concurrent_streams),
             ],
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+            # Backstop only; MangaService answers (and counts) at max_concurrent_rpcs.
+            maximum_concurrent_rpcs=config.max_concurrent_streams,
         )
-        self._servicer = servicer = MangaServicer(self.runtime, self.metrics, config.search_budget)
+        limiter = CallLimiter(config.max_concurrent_rpcs, config.max_calls_per_connection)
+        self._servicer = servicer = MangaServicer(
+            self.runtime, self.metrics, config.search_budget, limiter
+        )
         server.add_generic_rpc_handlers((_manga_service_handler(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in ("", SERVICE_NAME):

@@ -18,6 +18,7 @@ from mangahub.domain.errors import BadRequest, MangaHubError, ValidationFailed
 from mangahub.grpcapi.auth import authenticate
 from mangahub.grpcapi.convert import manga_message, progress_message, search_message
 from mangahub.grpcapi.errors import details_text, status_code, trailing_metadata
+from mangahub.grpcapi.limits import CallLimiter, peer_host
 from mangahub.grpcapi.metrics import GrpcMetrics
 from mangahub.v1 import manga_pb2, manga_pb2_grpc
 
@@ -66,9 +67,9 @@ def _search_args(request: manga_pb2.SearchMangaRequest) -> tuple[str, int, int, 
     return request.query, request.limit or DEFAULT_LIMIT, request.offset, list(request.sources)
 
 
-def _reading_status(value: str) -> ReadingStatus:
+def _reading_status(value: str) -> ReadingStatus | None:
     if not value:
-        return ReadingStatus.READING
+        return None
     try:
         return ReadingStatus(value.strip().lower())
     except ValueError:
@@ -79,8 +80,15 @@ def _reading_status(value: str) -> ReadingStatus:
 class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
     """The three RPCs of SPEC "gRPC"; catalog reads are public, progress needs a token."""
 
-    def __init__(self, runtime: Runtime, metrics: GrpcMetrics, search_budget: float) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        metrics: GrpcMetrics,
+        search_budget: float,
+        limiter: CallLimiter | None = None,
+    ) -> None:
         self._runtime = runtime
+        self._limiter = limiter or CallLimiter(max_total=1000, max_per_connection=100)
         self._metrics = metrics
         self._search_budget = search_budget
         self._in_flight = 0
@@ -98,7 +106,7 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             request = _decoded(raw)
             if request.id <= 0:
                 raise _problem("id", "must be positive")
-            return manga_message(await self._runtime.catalog.get_manga(request.id))
+            return await self._runtime.catalog_reads.series(request.id, "grpc", manga_message)
 
         return await self._call("GetManga", context, work)
 
@@ -114,7 +122,12 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
                 self._search_budget if remaining is None else min(remaining, self._search_budget)
             )
             found = await self._runtime.federated.search(
-                query, limit=limit, offset=offset, sources=sources, timeout=max(0.0, budget)
+                query,
+                limit=limit,
+                offset=offset,
+                sources=sources,
+                timeout=max(0.0, budget),
+                anonymous_from=self._anonymous_address(context),
             )
             return search_message(found)
 
@@ -131,9 +144,15 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             status = _reading_status(request.status)
             device = request.device if request.HasField("device") else GRPC_DEVICE
             # Same call as HTTP's PUT /api/users/progress: stored, then pushed to the
-            # user's TCP and WebSocket sessions by the progress service.
-            progress = await self._runtime.progress.update(
-                principal.user_id, request.manga_id, request.chapter, status, device
+            # user's TCP and WebSocket sessions by the reading-list service.
+            volume = request.volume if request.HasField("volume") else None
+            progress = await self._runtime.reading_list.set_progress(
+                principal.user_id,
+                request.manga_id,
+                request.chapter,
+                volume=volume,
+                status=status,
+                device=device,
             )
             return manga_pb2.ProgressUpdateResponse(
                 success=True, message="progress saved", progress=progress_message(progress)
@@ -141,10 +160,22 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
 
         return await self._call("UpdateProgress", context, work)
 
+    def _anonymous_address(self, context: Any) -> str | None:
+        """The client address of a caller without a valid token (None when signed in)."""
+        try:
+            authenticate(self._runtime.tokens, context.invocation_metadata())
+        except MangaHubError:
+            return peer_host(context.peer())
+        return None
+
     async def _call(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         """Run one call: domain errors become their status code, anything unexpected
         INTERNAL (never UNKNOWN); every call is counted with its code and latency."""
         start = time.perf_counter()
+        peer: str = context.peer()
+        if not self._limiter.admit(peer):
+            self._observe(method, grpc.StatusCode.RESOURCE_EXHAUSTED, start)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many concurrent calls")
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -170,6 +201,7 @@ class MangaServicer(manga_pb2_grpc.MangaServiceServicer):
             await context.abort(code, details, trailers)
             raise AssertionError("abort() raises")
         finally:
+            self._limiter.release(peer)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

@@ -39,6 +39,29 @@ async def get_principal(
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
+async def get_optional_principal(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller when a valid bearer token came with the request, else None (public
+    reads answer anonymous callers too)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        return None
+    try:
+        return runtime.tokens.verify(credentials.credentials)
+    except Unauthorized:
+        return None
+
+
+OptionalUser = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+def client_address(request: Request) -> str:
+    """The peer address, which per-address limits count; behind a proxy, run uvicorn
+    with --proxy-headers so this is the real client."""
+    return request.client.host if request.client else "unknown"
+
+
 async def get_admin(principal: CurrentUser) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admin role required")

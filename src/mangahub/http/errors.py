@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mangahub.domain.errors import MangaHubError
 from mangahub.logs import request_id
@@ -28,6 +29,34 @@ _STATUS_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class KeepAliveApp(FastAPI):
+    """FastAPI whose unexpected errors, once answered 500 in the error shape, end there.
+
+    Starlette re-raises them after answering, and uvicorn then drops the connection;
+    a failed request must not cost the client its keep-alive connection."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            answered = False
+
+            async def tracked(message: Message) -> None:
+                nonlocal answered
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    answered = True
+                await send(message)
+
+            try:
+                await inner(scope, receive, tracked)
+            except Exception:
+                if not answered:
+                    raise
+                # Already logged by the ``Exception`` handler below.
+
+        return app
 
 
 def error_response(

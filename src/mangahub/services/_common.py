@@ -12,7 +12,7 @@ from typing import Any, TypeVarTuple
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from mangahub.bus import Event, EventBus
@@ -87,7 +87,7 @@ def check_page(page: int, page_size: int) -> None:
 
 
 async def fetch_page(
-    s: AsyncSession, stmt: Select[*_Ts], page: int, page_size: int
+    s: AsyncSession | AsyncConnection, stmt: Select[*_Ts], page: int, page_size: int
 ) -> tuple[Sequence[Row[*_Ts]], int]:
     """One page of ``stmt`` (which must be ordered) and the total number of rows."""
     check_page(page, page_size)

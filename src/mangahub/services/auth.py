@@ -38,6 +38,7 @@ from mangahub.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
+from mangahub.services.throttle import AddressThrottle
 from mangahub.storage.database import Database
 from mangahub.storage.models import RefreshToken, User
 from mangahub.storage.types import utcnow
@@ -117,11 +118,22 @@ class AuthService:
         self._tokens = tokens
         self._settings = settings
         self._guard = _LoginGuard(cache, settings)
+        self._registrations = AddressThrottle(
+            cache,
+            "register",
+            settings.register_max_per_address,
+            settings.register_window_seconds,
+            "registrations",
+        )
         self._decoy_hash: str | None = None
 
     # --- registration -----------------------------------------------------------
 
-    async def register(self, data: RegisterIn) -> UserPublic:
+    async def register(self, data: RegisterIn, client_address: str | None = None) -> UserPublic:
+        """``client_address``: the caller's, counted against the per-address budget
+        (None for the operator's own tools)."""
+        if client_address is not None:
+            await self._registrations.admit(client_address)
         if len(data.password.encode()) > _BCRYPT_MAX_BYTES:
             # The schema counts characters; bcrypt refuses more than 72 *bytes*.
             raise ValidationFailed(

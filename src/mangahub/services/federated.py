@@ -29,7 +29,9 @@ from mangahub.domain.schemas import (
     MangaDetails,
     SourceReport,
 )
+from mangahub.domain.text import check_text
 from mangahub.services.catalog import CatalogService
+from mangahub.services.throttle import AddressThrottle
 from mangahub.sources.http import SourceHealth
 from mangahub.sources.models import SearchSource, SourceError, SourceManga, SourcePage
 from mangahub.sources.registry import SOURCE_NAMES
@@ -114,9 +116,13 @@ class FederatedSearch:
         source_timeout: float = 3.0,
         cooldown: float = COOLDOWN,
         cache_ttl: float = CACHE_TTL,
+        anonymous_per_minute: int = 30,
     ) -> None:
         self._catalog = catalog
         self._cache: Cache = cache if cache is not None else MemoryCache(max_entries=10_000)
+        self._anonymous = AddressThrottle(
+            self._cache, "federated", anonymous_per_minute, 60, "anonymous source searches"
+        )
         self._sources = {source.name: source for source in sources}
         self._source_timeout = source_timeout
         self._cooldown = cooldown
@@ -134,20 +140,21 @@ class FederatedSearch:
         offset: int = 0,
         sources: Sequence[str] = (),
         timeout: float | None = None,
+        anonymous_from: str | None = None,
     ) -> FederatedResults:
         """Series matching ``query``: up to ``limit`` from each source asked, local
         ones first, each series once. ``sources`` narrows which are asked (local and
         every enabled source when empty); ``timeout`` is the caller's whole budget in
-        seconds. A blank query browses the local catalog only."""
+        seconds. A blank query browses the local catalog only. ``anonymous_from``: the
+        address of a caller without a token, whose searches that ask an external source
+        count against a per-address budget."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         if offset < 0:
             raise ValidationFailed("offset must not be negative")
         if len(query) > MAX_QUERY_LENGTH:
             raise ValidationFailed(f"query must be at most {MAX_QUERY_LENGTH} characters")
-        # A NUL cannot even reach PostgreSQL text; no title holds control characters.
-        if any(unicodedata.category(ch) == "Cc" for ch in query):
-            raise ValidationFailed("query must not contain control characters")
+        check_text(query, "query")
         asked = self._asked(sources)
         blank = not query.strip()
         external = [name for name in asked if name != LOCAL]
@@ -155,6 +162,8 @@ class FederatedSearch:
             raise ValidationFailed("external sources need a query")
         if blank:
             external = []
+        if external and anonymous_from is not None:
+            await self._anonymous.admit(anonymous_from)
         budget = self._source_timeout if timeout is None else min(self._source_timeout, timeout)
         until = asyncio.get_running_loop().time() + budget  # every external step ends by then
 

@@ -29,7 +29,7 @@ from mangahub.services._common import (
     valid_id,
 )
 from mangahub.storage.database import Database
-from mangahub.storage.models import LibraryEntry, Notification, Progress, User
+from mangahub.storage.models import Notification, ReadingEntry, User
 from mangahub.storage.types import utcnow
 
 MAX_TITLE_LENGTH = 500
@@ -114,14 +114,10 @@ class NotificationService:
         return len(stored)
 
     async def recipients_for_manga(self, manga_id: int) -> builtins.list[uuid.UUID]:
-        """Users following a series: it is in their library or they have progress in it."""
+        """Users following a series: the readers who list it."""
         if not valid_id(manga_id):
             return []
-        stmt = (
-            select(LibraryEntry.user_id)
-            .where(LibraryEntry.manga_id == manga_id)
-            .union(select(Progress.user_id).where(Progress.manga_id == manga_id))
-        )
+        stmt = select(ReadingEntry.user_id).where(ReadingEntry.manga_id == manga_id)
         async with self._db.session() as s:
             found = (await s.scalars(stmt)).all()
         return sorted(found)
@@ -184,7 +180,7 @@ class NotificationService:
     async def notify_new_chapter(
         self, manga_id: int, title: str, chapter: float, old_chapter: float | None = None
     ) -> int:
-        """``new_chapter`` to the series' followers (library or progress); returns how
+        """``new_chapter`` to the series' followers (the readers who list it); returns how
         many were stored."""
         await self._require_manga(manga_id)
         message = f"Chapter {self._chapter_text(chapter)} of {title} is out"

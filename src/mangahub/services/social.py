@@ -1,66 +1,31 @@
-"""Ratings and comments on a series.
-
-Ratings are one per (user, manga), upserted; the manga's ``average_rating`` and
-``rating_count`` are recomputed in the same transaction, with the manga row locked
-first (PostgreSQL) so two concurrent raters cannot each miss the other's score.
-"""
+"""Comments on a series. (A reader's score lives on their reading entry: see
+``services.reading_list``.)"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mangahub.domain.errors import Forbidden, NotFound, ValidationFailed
-from mangahub.domain.schemas import CommentPublic, RatingPublic
+from mangahub.domain.errors import Forbidden, NotFound
+from mangahub.domain.schemas import CommentPublic
 from mangahub.security.tokens import Principal
 from mangahub.services._common import (
     fetch_page,
     require_manga,
     require_username,
-    upsert,
     valid_id,
     validate_text,
 )
 from mangahub.storage.database import Database
-from mangahub.storage.models import Comment, Manga, Rating, User
-from mangahub.storage.types import utcnow
-
-MIN_SCORE, MAX_SCORE = 1, 10
+from mangahub.storage.models import Comment, User
 
 
 class SocialService:
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    # --- ratings --------------------------------------------------------------------
-
-    async def rate(self, user_id: uuid.UUID, manga_id: int, score: int) -> RatingPublic:
-        """Set the user's score (1–10) for a series, replacing an earlier one."""
-        _check_score(score)
-        now = utcnow()
-        async with self._db.session() as s:
-            await require_manga(s, manga_id, for_update=True)
-            row = {
-                "user_id": user_id,
-                "manga_id": manga_id,
-                "score": score,
-                "created_at": now,
-                "updated_at": now,
-            }
-            await s.execute(
-                upsert(
-                    self._db.dialect,
-                    Rating,
-                    [row],
-                    keys=("user_id", "manga_id"),
-                    update=("score", "updated_at"),
-                )
-            )
-            await _recompute_average(s, manga_id)
-        return RatingPublic(manga_id=manga_id, score=score, updated_at=now)
 
     # --- comments -------------------------------------------------------------------
 
@@ -105,34 +70,6 @@ class SocialService:
             if author != principal.user_id and not principal.is_admin:
                 raise Forbidden("only the author or an admin may delete this comment")
             await s.execute(delete(Comment).where(Comment.id == comment_id))
-
-
-def _check_score(score: int) -> None:
-    # bool is an int in Python; a score of True is a client bug, not a 1.
-    if isinstance(score, bool) or not isinstance(score, int) or not MIN_SCORE <= score <= MAX_SCORE:
-        raise ValidationFailed(
-            "invalid score",
-            details=[{"field": "score", "message": f"an integer {MIN_SCORE}..{MAX_SCORE}"}],
-        )
-
-
-async def _recompute_average(s: AsyncSession, manga_id: int) -> None:
-    count, average = (
-        await s.execute(
-            select(func.count(), func.avg(Rating.score)).where(Rating.manga_id == manga_id)
-        )
-    ).one()
-    await s.execute(
-        update(Manga)
-        .where(Manga.id == manga_id)
-        .values(
-            average_rating=None if average is None else round(float(average), 2),
-            rating_count=count,
-            # A new score is not an edit of the series: keep "recently updated" honest.
-            updated_at=Manga.updated_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _comment_columns() -> Select[int, int, uuid.UUID, str, str, datetime]:

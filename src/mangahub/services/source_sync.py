@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mangahub.bus import EventBus
 from mangahub.domain.chapters import chapters_counted
+from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services.catalog import build_search_text
 from mangahub.services.notifications import NotificationService
 from mangahub.sources.models import SourceChapter, SourceManga
@@ -63,9 +65,12 @@ class EnrichTarget:
 
 
 class SourceSyncService:
-    def __init__(self, db: Database, notifications: NotificationService) -> None:
+    def __init__(
+        self, db: Database, notifications: NotificationService, bus: EventBus | None = None
+    ) -> None:
         self._db = db
         self._notifications = notifications
+        self._bus = bus
 
     # --- chapters ---------------------------------------------------------------------
 
@@ -137,6 +142,8 @@ class SourceSyncService:
                     .values(total_chapters=newest, updated_at=now)
                     .execution_options(synchronize_session=False)
                 )
+        if newest > 0:
+            await publish_catalog_changed(self._bus, series.id)  # the count may have grown
         notified = 0
         if series.checked_before:
             previous = series.total_chapters
@@ -238,6 +245,7 @@ class SourceSyncService:
                 .values(**changes, last_synced_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
+        await publish_catalog_changed(self._bus, manga_id)
         return True
 
 

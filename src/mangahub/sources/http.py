@@ -146,18 +146,30 @@ class SourceHttp:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get(self, path: str, params: Params | None = None) -> Any:
-        return await self.request("GET", path, params=params)
+    async def get(
+        self, path: str, params: Params | None = None, *, share: AsyncRateLimiter | None = None
+    ) -> Any:
+        return await self.request("GET", path, params=params, share=share)
 
     async def post(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, json=body)
 
     async def request(
-        self, method: str, path: str, *, params: Params | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        share: AsyncRateLimiter | None = None,
     ) -> Any:
-        """The decoded JSON body of a 2xx answer, after retries; SourceError otherwise."""
+        """The decoded JSON body of a 2xx answer, after retries; SourceError otherwise.
+        ``share``: a second limiter this kind of request must also pass, capping its
+        part of the shared rate."""
         problem = "no attempt made"
         for attempt in range(1, self.retry.max_attempts + 1):
+            if share is not None:
+                await share.acquire()
             await self.limiter.acquire()
             wait: float | None = None
             try:

@@ -7,6 +7,7 @@ groups, as its acceptable-use policy asks (see docs/sources.md).
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -207,7 +208,9 @@ def _page_of(body: Any, parse: Callable[[Mapping[str, Any]], T]) -> SourcePage[T
 
 class MangaDexClient(SourceClient):
     """MangaDex over one pooled connection set and one shared rate limiter
-    (default 5 requests/s, bursts of 10)."""
+    (default 5 requests/s, bursts of 10). Searches (asked for by people, often
+    anonymous) also pass ``search_limiter``, which holds them to ``1 - sync_reserve``
+    of that rate: the rest is always left for the sync jobs."""
 
     name = NAME
 
@@ -220,8 +223,15 @@ class MangaDexClient(SourceClient):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        sync_reserve: float = 0.0,
     ) -> None:
+        if not 0 <= sync_reserve < 1:
+            raise ValueError("sync_reserve must be in [0, 1)")
         self.limiter = AsyncRateLimiter(rate_per_second, burst)
+        share = 1 - sync_reserve
+        self.search_limiter = AsyncRateLimiter(
+            rate_per_second * share, max(1, math.floor(burst * share))
+        )
         self._http = SourceHttp(
             NAME, base_url, limiter=self.limiter, timeout=timeout, retry=retry, transport=transport
         )
@@ -235,7 +245,8 @@ class MangaDexClient(SourceClient):
             ("order[relevance]", "desc"),
             *_MANGA_INCLUDES,
         ]
-        return _page_of(await self._http.get("/manga", params), parse_manga)
+        page = await self._http.get("/manga", params, share=self.search_limiter)
+        return _page_of(page, parse_manga)
 
     async def list_manga(
         self, *, offset: int = 0, limit: int = 100, created_since: datetime | None = None

@@ -42,6 +42,7 @@ def build_source_clients(settings: Settings) -> SourceClients:
             rate_per_second=settings.mangadex_requests_per_second,
             burst=settings.mangadex_burst,
             timeout=settings.source_timeout_seconds,
+            sync_reserve=settings.mangadex_sync_reserve,
         )
     anilist = None
     if settings.anilist_enabled and settings.anilist_url.strip():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -37,13 +38,18 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
             # One writer at a time is SQLite's rule; wait for the lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30}
             _create_private_file(make_url(url).database)
+            # A file cannot drop a connection: no ping per checkout. No rollback on
+            # return either: sessions end their transactions themselves, and reads
+            # (see read()) never open one, so the reset is a wasted thread hop.
+            kwargs.update(pool_reset_on_return=None)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_timeout=10)
+            # A restarted server drops pooled connections: ping on checkout.
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10)
             if make_url(url).get_driver_name() == "asyncpg":
                 # Nothing waits forever on a lost server: connecting and each statement
                 # are bounded, and the timeout surfaces as Unavailable (503 / error frame).
@@ -55,6 +61,13 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Single reads run without BEGIN/COMMIT: SQLite's driver opens no transaction
+        # for a SELECT; on PostgreSQL autocommit saves two round trips per read.
+        self._read_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,15 +84,17 @@ class Database:
         Losing the database (server down, connection dropped, pool exhausted) surfaces
         as the domain's Unavailable, so every door answers "retry later" the same way.
         """
-        try:
+        with _unavailable_on_loss():
             async with self.sessionmaker() as session, session.begin():
                 yield session
-        except (OperationalError, InterfaceError, SATimeoutError, OSError) as exc:
-            raise Unavailable("database unavailable; retry later") from exc
-        except DBAPIError as exc:
-            if not _server_unavailable(exc):
-                raise
-            raise Unavailable("database unavailable; retry later") from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one read statement (or reads that need no common snapshot):
+        no explicit transaction. Errors map to Unavailable as in :meth:`session`."""
+        with _unavailable_on_loss():
+            async with self._read_engine.connect() as conn:
+                yield conn
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
@@ -110,6 +125,19 @@ def _upgrade_to_head(connection: Connection) -> None:
 # SQLSTATEs that mean "the server cannot serve now" (connection failures, shutting
 # down or starting up, too many connections), which asyncpg reports as plain errors.
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+@contextmanager
+def _unavailable_on_loss() -> Iterator[None]:
+    """Losing the database surfaces as the domain's Unavailable."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, SATimeoutError, OSError) as exc:
+        raise Unavailable("database unavailable; retry later") from exc
+    except DBAPIError as exc:
+        if not _server_unavailable(exc):
+            raise
+        raise Unavailable("database unavailable; retry later") from exc
 
 
 def _server_unavailable(exc: DBAPIError) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -127,6 +128,14 @@ class Manga(TimestampMixin, Base):
         String(20), default=MangaFormat.MANGA.value, server_default="manga", nullable=False
     )
     volumes: Mapped[int | None] = mapped_column(Integer)
+    # The strongest source tags ("Revenge", "Time Skip"), next to the genres.
+    themes: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default="[]", nullable=False
+    )
+    # ``[{"name": ..., "role": "Story & Art"}]`` where a source credits roles.
+    author_roles: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONType, default=list, server_default="[]", nullable=False
+    )
     average_rating: Mapped[float | None] = mapped_column(Float)
     rating_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     popularity: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
@@ -141,6 +150,28 @@ class Manga(TimestampMixin, Base):
     genres: Mapped[list[Genre]] = relationship(
         secondary="manga_genres", lazy="selectin", order_by="Genre.name"
     )
+
+
+class CatalogEdit(Base):
+    """A field of a series an admin changed: catalog upgrades leave it alone."""
+
+    __tablename__ = "catalog_edits"
+
+    manga_id: Mapped[int] = mapped_column(
+        ForeignKey("manga.id", ondelete="CASCADE"), primary_key=True
+    )
+    field: Mapped[str] = mapped_column(String(30), primary_key=True)
+    edited_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class CatalogTombstone(Base):
+    """A source id of a series an admin deleted: imports never bring it back."""
+
+    __tablename__ = "catalog_tombstones"
+
+    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # mangadex|anilist|mal
+    source_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class ChapterRow(Base):
@@ -165,36 +196,26 @@ class ChapterRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
-class LibraryEntry(Base):
-    __tablename__ = "library_entries"
-    __table_args__ = (
-        CheckConstraint(_in("status", ReadingStatus), name="status"),
-        Index("ix_library_user_added", "user_id", "added_at"),
-        Index("ix_library_manga", "manga_id"),
-    )
+class ReadingEntry(Base):
+    """The reader's list: one row per user x series. "Library", "progress" and the
+    user's rating are views of this one row, so their status can never drift apart."""
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    manga_id: Mapped[int] = mapped_column(
-        ForeignKey("manga.id", ondelete="CASCADE"), primary_key=True
-    )
-    status: Mapped[str] = mapped_column(String(20), nullable=False)
-    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
-    )
-
-    manga: Mapped[Manga] = relationship(lazy="joined")
-
-
-class Progress(Base):
-    __tablename__ = "progress"
+    __tablename__ = "reading_entries"
     __table_args__ = (
         CheckConstraint(_in("status", ReadingStatus), name="status"),
         CheckConstraint("chapter >= 0", name="chapter"),
-        Index("ix_progress_user_version", "user_id", "version"),
-        Index("ix_progress_manga", "manga_id"),
+        CheckConstraint("volume >= 0", name="volume"),
+        CheckConstraint("score IS NULL OR score BETWEEN 1 AND 10", name="score"),
+        CheckConstraint("rereads >= 0", name="rereads"),
+        # TCP catch-up ("changed since version N") and the list view's sorts and filter.
+        Index("ix_reading_entries_user_version", "user_id", "version"),
+        Index("ix_reading_entries_user_updated", "user_id", "updated_at"),
+        Index("ix_reading_entries_user_added", "user_id", "added_at"),
+        Index("ix_reading_entries_user_score", "user_id", "score"),
+        Index("ix_reading_entries_user_chapter", "user_id", "chapter"),
+        Index("ix_reading_entries_user_status", "user_id", "status"),
+        # New-chapter recipients and the series' average score.
+        Index("ix_reading_entries_manga", "manga_id"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(
@@ -203,31 +224,22 @@ class Progress(Base):
     manga_id: Mapped[int] = mapped_column(
         ForeignKey("manga.id", ondelete="CASCADE"), primary_key=True
     )
-    chapter: Mapped[float] = mapped_column(Chapter, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
-    device: Mapped[str | None] = mapped_column(String(100))
-    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    chapter: Mapped[float] = mapped_column(Chapter, default=0, nullable=False)
+    volume: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    score: Mapped[int | None] = mapped_column(Integer)
+    started_on: Mapped[date | None] = mapped_column(Date)
+    finished_on: Mapped[date | None] = mapped_column(Date)
+    rereads: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    rereading: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    notes: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    device: Mapped[str | None] = mapped_column(String(100))
+    # From users.progress_seq: unique per user, grows with every write of any entry.
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
-
-class Rating(Base):
-    __tablename__ = "ratings"
-    __table_args__ = (
-        CheckConstraint("score BETWEEN 1 AND 10", name="score"),
-        Index("ix_ratings_manga", "manga_id"),
-    )
-
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    manga_id: Mapped[int] = mapped_column(
-        ForeignKey("manga.id", ondelete="CASCADE"), primary_key=True
-    )
-    score: Mapped[int] = mapped_column(Integer, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
-    )
+    manga: Mapped[Manga] = relationship(lazy="joined")
 
 
 class Comment(Base):

@@ -23,7 +23,7 @@ def build_runner(
     settings = runtime.settings
     ctx = JobContext(
         catalog=runtime.catalog,
-        chapters=SourceSyncService(runtime.db, runtime.notifications),
+        chapters=SourceSyncService(runtime.db, runtime.notifications, runtime.bus),
         notifications=runtime.notifications,
         mangadex=clients.mangadex,
         anilist=clients.anilist,

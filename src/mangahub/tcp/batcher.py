@@ -33,7 +33,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import InternalError, MangaHubError, Unavailable
-from mangahub.domain.schemas import ProgressPublic
+from mangahub.domain.schemas import EntryPublic
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,20 @@ class ProgressWrite(NamedTuple):
     user_id: uuid.UUID
     manga_id: int
     chapter: float
-    status: ReadingStatus
+    status: ReadingStatus | None
     device: str | None
     origin: str | None
+    volume: int | None = None
 
 
-WriteOne = Callable[[ProgressWrite], Awaitable[ProgressPublic]]
-WriteMany = Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[ProgressPublic | MangaHubError]]]
+WriteOne = Callable[[ProgressWrite], Awaitable[EntryPublic]]
+WriteMany = Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[EntryPublic | MangaHubError]]]
 
 
 @dataclass(slots=True)
 class _Pending:
     write: ProgressWrite
-    future: asyncio.Future[ProgressPublic] = field(
+    future: asyncio.Future[EntryPublic] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -86,7 +87,7 @@ class ProgressBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="progress-batcher")
 
-    async def submit(self, write: ProgressWrite) -> asyncio.Future[ProgressPublic]:
+    async def submit(self, write: ProgressWrite) -> asyncio.Future[EntryPublic]:
         """Queue ``write`` (waiting for room when the queue is full); the returned future
         resolves to the stored progress once committed, or raises a MangaHubError."""
         if self._closing or self._task is None:
@@ -179,12 +180,12 @@ def _unexpected(exc: Exception) -> MangaHubError:
     return InternalError("could not store progress")
 
 
-def _consume(future: asyncio.Future[ProgressPublic]) -> None:
+def _consume(future: asyncio.Future[EntryPublic]) -> None:
     if not future.cancelled():
         future.exception()
 
 
-def _succeed(pending: _Pending, result: ProgressPublic) -> None:
+def _succeed(pending: _Pending, result: EntryPublic) -> None:
     if not pending.future.done():
         pending.future.set_result(result)
 

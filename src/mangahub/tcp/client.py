@@ -175,20 +175,21 @@ class ProgressClient:
         self,
         manga_id: int,
         chapter: float,
-        status: str = "reading",
+        status: str | None = None,
         *,
+        volume: int | None = None,
         message_id: MessageId | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Send a ``progress_update``; return the stored progress from its ``ack``."""
+        """Send a ``progress_update``; return the stored entry from its ``ack``. Without
+        ``status`` the entry keeps its own (a series not listed is added as reading)."""
         message_id = message_id if message_id is not None else f"c{next(self._ids)}"
-        line = encode(
-            {
-                "type": "progress_update",
-                "id": message_id,
-                "data": {"manga_id": manga_id, "chapter": chapter, "status": status},
-            }
-        )
+        data: dict[str, Any] = {"manga_id": manga_id, "chapter": chapter}
+        if status is not None:
+            data["status"] = status
+        if volume is not None:
+            data["volume"] = volume
+        line = encode({"type": "progress_update", "id": message_id, "data": data})
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._check_open()
         if message_id in self._unacked:

@@ -111,12 +111,13 @@ class RenewRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProgressUpdate:
-    """``{"type":"progress_update","id":…,"data":{manga_id, chapter, status}}``."""
+    """``{"type":"progress_update","id":…,"data":{manga_id, chapter, volume?, status?}}``."""
 
     id: MessageId
     manga_id: int
     chapter: float
-    status: ReadingStatus
+    status: ReadingStatus | None = None
+    volume: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +509,7 @@ def _parse_progress_update(message: dict[str, Any]) -> ProgressUpdate:
     assert isinstance(message_id, str | int)
     data = message.get("data")
     if not isinstance(data, dict):
-        raise _BadFields('"data" must be an object with manga_id, chapter and status')
+        raise _BadFields('"data" must be an object with manga_id and chapter')
     try:
         # JSON mode and strict: the same field rules as every door, without coercing
         # "12" or true into numbers.
@@ -526,7 +527,11 @@ def _parse_progress_update(message: dict[str, Any]) -> ProgressUpdate:
     if not math.isfinite(update.chapter):  # belt and braces: the schema already refuses
         raise _BadFields("chapter must be a finite number")
     return ProgressUpdate(
-        id=message_id, manga_id=update.manga_id, chapter=update.chapter, status=update.status
+        id=message_id,
+        manga_id=update.manga_id,
+        chapter=update.chapter,
+        status=update.status,
+        volume=update.volume,
     )
 
 

@@ -50,7 +50,7 @@ from mangahub import metrics
 from mangahub.app import Runtime
 from mangahub.bus import Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
-from mangahub.domain.schemas import ProgressPublic
+from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
 from mangahub.tcp.protocol import (
@@ -101,7 +101,7 @@ class TcpConfig:
     """Open connections; one more is told ``unavailable`` and closed (see _Refusal)."""
 
 
-def progress_json(progress: ProgressPublic) -> dict[str, Any]:
+def progress_json(progress: EntryPublic) -> dict[str, Any]:
     return progress.model_dump(mode="json")
 
 
@@ -109,7 +109,7 @@ def _push_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The bus carries the service's event; serialize it like every other progress
     object (so timestamps look the same on every backend)."""
     try:
-        return progress_json(ProgressPublic.model_validate(data))
+        return progress_json(EntryPublic.model_validate(data))
     except ValidationError:
         return data
 
@@ -230,8 +230,8 @@ class _Connection(asyncio.Protocol):
         self._auth_deadline = self._last_rx + self.config.auth_timeout
         self._expires_at: float | None = None  # loop time the session's token runs out
         self._expired = False
-        self._pending: asyncio.Queue[tuple[MessageId, asyncio.Future[ProgressPublic]]] = (
-            asyncio.Queue(self.config.max_in_flight)
+        self._pending: asyncio.Queue[tuple[MessageId, asyncio.Future[EntryPublic]]] = asyncio.Queue(
+            self.config.max_in_flight
         )
         self._subscription: Subscription | None = None
         self._helpers: list[asyncio.Task[None]] = []
@@ -480,6 +480,7 @@ class _Connection(asyncio.Protocol):
                 manga_id=update.manga_id,
                 chapter=update.chapter,
                 status=update.status,
+                volume=update.volume,
                 device=self.session.device,
                 origin=self.session_id,
             )
@@ -490,7 +491,9 @@ class _Connection(asyncio.Protocol):
         assert self.user_id is not None
         # A sync sees every update this connection sent before it.
         await self._pending.join()
-        rows = await self.server.runtime.progress.changed_since(self.user_id, request.since_version)
+        rows = await self.server.runtime.reading_list.changed_since(
+            self.user_id, request.since_version
+        )
         for row in rows:
             self.session.send_progress(progress_json(row))
             await self._flush()
@@ -559,12 +562,18 @@ class TcpServer:
         self.host = host
         self.port = port
         self.config = config or TcpConfig()
-        progress = runtime.progress
+        entries = runtime.reading_list
         self.batcher = ProgressBatcher(
-            lambda w: progress.update(
-                w.user_id, w.manga_id, w.chapter, w.status, w.device, origin=w.origin
+            lambda w: entries.set_progress(
+                w.user_id,
+                w.manga_id,
+                w.chapter,
+                volume=w.volume,
+                status=w.status,
+                device=w.device,
+                origin=w.origin,
             ),
-            progress.update_many,
+            entries.update_many,
             max_batch=self.config.max_batch,
         )
         self._server: asyncio.Server | None = None

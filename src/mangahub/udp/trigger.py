@@ -6,7 +6,7 @@ as the public API, under the name ``trigger``:
 
 - ``POST /notify/new-manga {manga_id, title}``: to every user;
 - ``POST /notify/new-chapter {manga_id, title, chapter, old_chapter?}``: to the
-  series' followers (library or progress);
+  series' followers (the readers who list it);
 - ``POST /notify/manga-update {manga_id, title, changes: [{field, old_value, new_value}]}``:
   to the series' followers.
 

@@ -86,16 +86,18 @@ class Manga(_message.Message):
     def __init__(self, id: _Optional[int] = ..., slug: _Optional[str] = ..., title: _Optional[str] = ..., alt_titles: _Optional[_Iterable[str]] = ..., authors: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., genres: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., total_chapters: _Optional[int] = ..., cover_image_url: _Optional[str] = ..., average_rating: _Optional[float] = ..., year: _Optional[int] = ..., source: _Optional[str] = ..., mangadex_id: _Optional[str] = ..., anilist_id: _Optional[int] = ...) -> None: ...
 
 class ProgressUpdateRequest(_message.Message):
-    __slots__ = ("manga_id", "chapter", "status", "device")
+    __slots__ = ("manga_id", "chapter", "status", "device", "volume")
     MANGA_ID_FIELD_NUMBER: _ClassVar[int]
     CHAPTER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
     manga_id: int
     chapter: float
     status: str
     device: str
-    def __init__(self, manga_id: _Optional[int] = ..., chapter: _Optional[float] = ..., status: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    volume: int
+    def __init__(self, manga_id: _Optional[int] = ..., chapter: _Optional[float] = ..., status: _Optional[str] = ..., device: _Optional[str] = ..., volume: _Optional[int] = ...) -> None: ...
 
 class ProgressUpdateResponse(_message.Message):
     __slots__ = ("success", "message", "progress")
@@ -108,17 +110,33 @@ class ProgressUpdateResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("manga_id", "chapter", "status", "version", "device", "updated_at")
+    __slots__ = ("manga_id", "chapter", "status", "version", "device", "updated_at", "volume", "score", "started_on", "finished_on", "rereads", "rereading", "added_at", "title")
     MANGA_ID_FIELD_NUMBER: _ClassVar[int]
     CHAPTER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_ON_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_ON_FIELD_NUMBER: _ClassVar[int]
+    REREADS_FIELD_NUMBER: _ClassVar[int]
+    REREADING_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
     manga_id: int
     chapter: float
     status: str
     version: int
     device: str
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, manga_id: _Optional[int] = ..., chapter: _Optional[float] = ..., status: _Optional[str] = ..., version: _Optional[int] = ..., device: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    volume: int
+    score: int
+    started_on: str
+    finished_on: str
+    rereads: int
+    rereading: bool
+    added_at: _timestamp_pb2.Timestamp
+    title: str
+    def __init__(self, manga_id: _Optional[int] = ..., chapter: _Optional[float] = ..., status: _Optional[str] = ..., version: _Optional[int] = ..., device: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., volume: _Optional[int] = ..., score: _Optional[int] = ..., started_on: _Optional[str] = ..., finished_on: _Optional[str] = ..., rereads: _Optional[int] = ..., rereading: _Optional[bool] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., title: _Optional[str] = ...) -> None: ...

@@ -72,7 +72,7 @@ class MangaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateProgress(self, request, context):
-        """Store the caller's reading position; pushed to the caller's TCP and WebSocket
+        """Store the caller's reading position (a series not listed is added); pushed to the caller's TCP and WebSocket
         sessions like an update from any other door.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

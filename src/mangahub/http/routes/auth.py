@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel
 
 from mangahub.domain.schemas import LoginIn, RefreshIn, RegisterIn, TokenPair, UserPublic
-from mangahub.http.deps import RuntimeDep
+from mangahub.http.deps import RuntimeDep, client_address
 
 router = APIRouter(tags=["auth"])
 
@@ -22,10 +22,13 @@ class RevokeOut(BaseModel):
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Username or email already registered"}},
+    responses={
+        409: {"description": "Username or email already registered"},
+        429: {"description": "Too many registrations from this address; see Retry-After"},
+    },
 )
-async def register(body: RegisterIn, runtime: RuntimeDep) -> UserPublic:
-    return await runtime.auth.register(body)
+async def register(body: RegisterIn, request: Request, runtime: RuntimeDep) -> UserPublic:
+    return await runtime.auth.register(body, client_address(request))
 
 
 @router.post(
@@ -33,10 +36,7 @@ async def register(body: RegisterIn, runtime: RuntimeDep) -> UserPublic:
     responses={**_UNAUTHORIZED, 429: {"description": "Too many failed logins; see Retry-After"}},
 )
 async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> TokenPair:
-    # The brute-force guard counts per peer address; behind a proxy, run uvicorn with
-    # --proxy-headers so this is the real client.
-    address = request.client.host if request.client else "unknown"
-    return await runtime.auth.login(body, address)
+    return await runtime.auth.login(body, client_address(request))
 
 
 @router.post("/refresh", responses=_UNAUTHORIZED)

@@ -1,16 +1,19 @@
 """The catalog over HTTP: /api/manga (list, search, advanced search, details, admin
-create/update/delete), /api/manga/{id}/chapters and /api/genres. Reading the catalog
+create/update/delete), /api/manga/{id}/chapters, /api/genres, /api/formats and
+/api/statuses. Reading the catalog
 needs no account; changing it needs the admin role."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, BeforeValidator
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, BeforeValidator, TypeAdapter
 
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import (
+    MAX_YEAR,
+    MIN_YEAR,
     ChapterPublic,
     FederatedResults,
     GenrePublic,
@@ -20,8 +23,10 @@ from mangahub.domain.schemas import (
     MangaUpdate,
     Page,
 )
-from mangahub.http.deps import AdminUser, PageParams, RuntimeDep
+from mangahub.http.deps import AdminUser, OptionalUser, PageParams, RuntimeDep, client_address
+from mangahub.http.responses import JSONBytes
 from mangahub.services.catalog import effective_order, split_genres
+from mangahub.services.catalog.params import parse_formats
 
 router = APIRouter(tags=["manga"])
 
@@ -53,28 +58,37 @@ class AppliedFilters(BaseModel):
     status: MangaStatus | None
     sort_by: str
     order: Literal["asc", "desc"]
+    formats: list[str] = []
+    year: int | None = None
 
 
 class SearchPage(Page[MangaSummary]):
     filters: AppliedFilters
 
 
-@router.get("/manga")
+@router.get("/manga", response_model=Page[MangaSummary])
 # The original clients search at /manga/search; same handler, same answer.
-@router.get("/manga/search")
+@router.get("/manga/search", response_model=Page[MangaSummary])
 async def list_manga(
     runtime: RuntimeDep,
     paging: PageParams,
     q: SearchText = None,
     genre: GenreFilter = None,
     status: StatusFilter = None,
-) -> Page[MangaSummary]:
+) -> Response:
     """Browse or search the catalog: best matches first with `q`, else most popular."""
-    items, total = await runtime.catalog.list_manga(q, genre, status, paging.page, paging.page_size)
-    return paging.page_of(items, total)
+
+    async def load() -> bytes:
+        items, total = await runtime.catalog.list_manga(
+            q, genre, status, paging.page, paging.page_size
+        )
+        return _summaries_json(paging.page_of(items, total))
+
+    key = ("list", q, genre, status, paging.page, paging.page_size)
+    return JSONBytes(await runtime.catalog_reads.page(key, load))
 
 
-@router.get("/manga/advanced-search")
+@router.get("/manga/advanced-search", response_model=SearchPage)
 async def advanced_search(
     runtime: RuntimeDep,
     paging: PageParams,
@@ -85,30 +99,67 @@ async def advanced_search(
     status: StatusFilter = None,
     sort_by: Annotated[SortBy | None, Query(), BeforeValidator(_lower)] = None,
     order: Annotated[Literal["asc", "desc"] | None, Query(), BeforeValidator(_lower)] = None,
-) -> SearchPage:
+    format: Annotated[
+        str | None,
+        Query(max_length=200, description="Comma list of formats (novels only when named)."),
+    ] = None,
+    year: Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR, description="Start year.")] = None,
+) -> Response:
     """Search with several genres and a sort order. `sort_by` defaults to relevance
     with `q`, else popularity; the order to descending, except for title."""
-    items, total = await runtime.catalog.advanced_search(
-        q, genres, status, sort_by, order, paging.page, paging.page_size
+
+    async def load() -> bytes:
+        items, total = await runtime.catalog.advanced_search(
+            q,
+            genres,
+            status,
+            sort_by,
+            order,
+            paging.page,
+            paging.page_size,
+            formats=format,
+            year=year,
+        )
+        has_query = q is not None and bool(q.strip())
+        key, direction = effective_order(sort_by, order, has_query)
+        filters = AppliedFilters(
+            q=q if has_query else None,
+            genres=split_genres(genres),
+            status=status,
+            sort_by=key,
+            order="asc" if direction == "asc" else "desc",
+            formats=[f.value for f in parse_formats(format)],
+            year=year,
+        )
+        page = SearchPage(
+            data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
+        )
+        return SearchPage.__pydantic_serializer__.to_json(page)
+
+    key = (
+        "advanced",
+        q,
+        genres,
+        status,
+        sort_by,
+        order,
+        format,
+        year,
+        paging.page,
+        paging.page_size,
     )
-    has_query = q is not None and bool(q.strip())
-    key, direction = effective_order(sort_by, order, has_query)
-    filters = AppliedFilters(
-        q=q if has_query else None,
-        genres=split_genres(genres),
-        status=status,
-        sort_by=key,
-        order="asc" if direction == "asc" else "desc",
-    )
-    return SearchPage(
-        data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
-    )
+    return JSONBytes(await runtime.catalog_reads.page(key, load))
 
 
 # Before /manga/{manga_id}, which would otherwise take "federated" for an id.
-@router.get("/manga/federated")
+@router.get(
+    "/manga/federated",
+    responses={429: {"description": "Too many anonymous source searches; see Retry-After"}},
+)
 async def federated_search(
     runtime: RuntimeDep,
+    request: Request,
+    caller: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Title words.")],
     limit: Annotated[int, Query(ge=1, le=100, description="Results per source.")] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -121,12 +172,19 @@ async def federated_search(
     once; `sources` in the answer says how each source fared. MangaDex data is
     credited to MangaDex and its scanlation groups."""
     names = [name.strip() for name in (sources or "").split(",") if name.strip()]
-    return await runtime.federated.search(q, limit=limit, offset=offset, sources=names)
+    anonymous = client_address(request) if caller is None else None
+    return await runtime.federated.search(
+        q, limit=limit, offset=offset, sources=names, anonymous_from=anonymous
+    )
 
 
-@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA)
-async def get_manga(manga_id: int, runtime: RuntimeDep) -> MangaDetails:
-    return await runtime.catalog.get_manga(manga_id)
+@router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA, response_model=MangaDetails)
+async def get_manga(manga_id: int, runtime: RuntimeDep) -> Response:
+    return JSONBytes(await runtime.catalog_reads.series(manga_id, "json", _details_json))
+
+
+def _details_json(details: MangaDetails) -> bytes:
+    return MangaDetails.__pydantic_serializer__.to_json(details)
 
 
 @router.post(
@@ -165,6 +223,29 @@ async def list_chapters(
     return paging.page_of(items, total)
 
 
-@router.get("/genres")
-async def list_genres(runtime: RuntimeDep) -> list[GenrePublic]:
-    return await runtime.catalog.list_genres()
+@router.get("/genres", response_model=list[GenrePublic])
+async def list_genres(runtime: RuntimeDep) -> Response:
+    async def load() -> bytes:
+        return _genres_json.dump_json(await runtime.catalog.list_genres())
+
+    return JSONBytes(await runtime.catalog_reads.page(("genres",), load))
+
+
+_genres_json = TypeAdapter(list[GenrePublic])
+_summary_page = TypeAdapter(Page[MangaSummary])
+
+
+def _summaries_json(page: Page[MangaSummary]) -> bytes:
+    return _summary_page.dump_json(page)
+
+
+@router.get("/formats")
+async def list_formats(runtime: RuntimeDep) -> list[str]:
+    """Every format a series can have (the `format` filter of advanced search)."""
+    return runtime.catalog.list_formats()
+
+
+@router.get("/statuses")
+async def list_statuses(runtime: RuntimeDep) -> list[str]:
+    """Every publication status (the `status` filter)."""
+    return runtime.catalog.list_statuses()

@@ -21,8 +21,8 @@ _UNKNOWN_MANGA: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown
 async def rate_manga(
     manga_id: int, body: RatingIn, principal: CurrentUser, runtime: RuntimeDep
 ) -> RatingPublic:
-    """Set my score (1–10); rating again replaces it."""
-    return await runtime.social.rate(principal.user_id, manga_id, body.score)
+    """Set my score (1–10) on my entry for the series, listing it if needed."""
+    return await runtime.reading_list.rate(principal.user_id, manga_id, body.score)
 
 
 @router.get("/manga/{manga_id}/comments", responses=_UNKNOWN_MANGA)

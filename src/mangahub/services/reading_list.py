@@ -1,0 +1,635 @@
+"""The reader's list: one entry per user x series, written by every door.
+
+"Library", "progress" and the user's rating are views of the same row
+(``reading_entries``), so there is one status and it cannot drift. Every write goes
+through one path (:meth:`ReadingListService.update_many`, the TCP group commit
+included) that applies the rules of SPEC "Reading entry" in :func:`apply`.
+
+Versions come from a per-user counter (``users.progress_seq``) bumped in the same
+transaction as the write. So a version is unique per user, grows with every write,
+and "what changed since version N" is one indexed query (``changed_since``, used by
+TCP ``sync``). On PostgreSQL the counter bump also takes the user's row lock, so one
+user's writes commit in version order and read a stable current entry.
+
+Events: after the transaction commits, each write is published on
+``progress:<user_id>`` as ``{"type": "progress", "data": <EntryPublic as JSON>}``,
+plus ``"origin"`` when the caller named itself (the TCP door skips its own writes).
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mangahub.bus import Event, EventBus
+from mangahub.domain.chapters import beyond_count
+from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
+from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
+from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
+from mangahub.domain.text import bad_characters
+from mangahub.readmodels.catalog import publish_catalog_changed
+from mangahub.services._common import (
+    fetch_page,
+    manga_not_found,
+    publish_after_commit,
+    upsert,
+    valid_id,
+)
+from mangahub.storage.database import Database
+from mangahub.storage.models import Manga, ReadingEntry, User
+from mangahub.storage.types import utcnow
+
+MAX_CHAPTER = 100_000
+MAX_VOLUME = 100_000
+MAX_REREADS = 10_000
+MAX_DEVICE_LENGTH = 100
+MIN_SCORE, MAX_SCORE = 1, 10
+_MAX_VERSION = 2**63 - 1
+
+# What a write may set, and the defaults of a new entry.
+_DEFAULTS: dict[str, Any] = {
+    "chapter": 0.0,
+    "volume": 0,
+    "score": None,
+    "started_on": None,
+    "finished_on": None,
+    "rereads": 0,
+    "rereading": False,
+    "notes": "",
+}
+FIELDS = frozenset({"status", *_DEFAULTS})
+_NULLABLE = frozenset({"score", "started_on", "finished_on"})
+_STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
+
+
+class WriteMode(StrEnum):
+    UPSERT = "upsert"  # progress, score: creates the entry when missing
+    ADD = "add"  # Conflict when the entry exists
+    UPDATE = "update"  # NotFound when the entry is missing
+
+
+class ProgressWriteLike(Protocol):
+    """One progress write as ``update_many`` takes it (the TCP batcher's ``ProgressWrite``)."""
+
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def manga_id(self) -> int: ...
+    @property
+    def chapter(self) -> float: ...
+    @property
+    def status(self) -> ReadingStatus | None: ...
+    @property
+    def volume(self) -> int | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def origin(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EntryWrite:
+    """Any write of one entry: the fields to change, and what to do when it is
+    missing or present (``mode``)."""
+
+    user_id: uuid.UUID
+    manga_id: int
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    mode: WriteMode = WriteMode.UPSERT
+    device: str | None = None
+    origin: str | None = None
+
+
+Outcome = EntryPublic | MangaHubError
+
+
+class ReadingListService:
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self._db = db
+        self._bus = bus
+
+    # --- writes ---------------------------------------------------------------------
+
+    async def write(self, write: EntryWrite) -> EntryPublic:
+        """Store one write and push it to the user's devices; raises its error."""
+        (outcome,) = await self.write_many([write])
+        if isinstance(outcome, MangaHubError):
+            raise outcome
+        return outcome
+
+    async def add(
+        self,
+        user_id: uuid.UUID,
+        manga_id: int,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        device: str | None = None,
+    ) -> EntryPublic:
+        """List a series; NotFound for an unknown manga, Conflict if already listed."""
+        return await self.write(
+            EntryWrite(user_id, manga_id, changes or {}, WriteMode.ADD, device=device)
+        )
+
+    async def update(
+        self,
+        user_id: uuid.UUID,
+        manga_id: int,
+        changes: Mapping[str, Any],
+        *,
+        device: str | None = None,
+    ) -> EntryPublic:
+        """Change any fields of a listed series; NotFound if it is not listed."""
+        return await self.write(
+            EntryWrite(user_id, manga_id, changes, WriteMode.UPDATE, device=device)
+        )
+
+    async def set_progress(
+        self,
+        user_id: uuid.UUID,
+        manga_id: int,
+        chapter: float,
+        *,
+        volume: int | None = None,
+        status: ReadingStatus | None = None,
+        device: str | None = None,
+        origin: str | None = None,
+    ) -> EntryPublic:
+        """Write the reader's position; a series not listed yet is added as reading."""
+        changes = _progress_changes(chapter, volume, status)
+        return await self.write(
+            EntryWrite(user_id, manga_id, changes, device=device, origin=origin)
+        )
+
+    async def rate(self, user_id: uuid.UUID, manga_id: int, score: int) -> RatingPublic:
+        """Set the entry's score (1–10), listing the series when it is not listed."""
+        entry = await self.write(EntryWrite(user_id, manga_id, {"score": score}))
+        return RatingPublic(manga_id=manga_id, score=score, updated_at=entry.updated_at)
+
+    async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[Outcome]:
+        """The TCP group commit: many progress writes in one transaction."""
+        return await self.write_many(
+            [
+                EntryWrite(
+                    w.user_id,
+                    w.manga_id,
+                    _progress_changes(w.chapter, w.volume, w.status),
+                    device=w.device,
+                    origin=w.origin,
+                )
+                for w in writes
+            ]
+        )
+
+    async def write_many(self, writes: Sequence[EntryWrite]) -> list[Outcome]:
+        """Store many writes in one transaction; one outcome per write, in order. A
+        write that breaks a rule gets its error and does not affect the others; later
+        writes of the same entry apply on top of earlier ones and get higher versions."""
+        async with self._db.session() as s:
+            outcomes = await _store(s, self._db.dialect, writes)
+        rescored = {
+            w.manga_id
+            for w, outcome in zip(writes, outcomes, strict=True)
+            if isinstance(outcome, EntryPublic) and "score" in w.changes
+        }
+        if rescored:  # their average_rating moved
+            await publish_catalog_changed(self._bus, *sorted(rescored))
+        for write, outcome in zip(writes, outcomes, strict=True):
+            if isinstance(outcome, EntryPublic):
+                await publish_after_commit(
+                    self._bus, f"progress:{write.user_id}", _event(outcome, write.origin)
+                )
+        return outcomes
+
+    async def remove(self, user_id: uuid.UUID, manga_id: int) -> None:
+        """Delete the entry with its progress and score; NotFound if it is not listed."""
+        removed = None
+        if valid_id(manga_id):
+            async with self._db.session() as s:
+                await _lock_manga(s, [manga_id])
+                removed = await s.scalar(
+                    delete(ReadingEntry)
+                    .where(ReadingEntry.user_id == user_id, ReadingEntry.manga_id == manga_id)
+                    .returning(ReadingEntry.manga_id)
+                    .execution_options(synchronize_session=False)
+                )
+                if removed is not None:
+                    await _recompute_average(s, manga_id)
+        if removed is None:
+            raise _not_listed(manga_id)
+        await publish_catalog_changed(self._bus, manga_id)  # its score left the average
+
+    # --- reads ----------------------------------------------------------------------
+
+    async def get(self, user_id: uuid.UUID, manga_id: int) -> EntryPublic:
+        """The user's entry for one series; NotFound when it is not listed."""
+        row = None
+        if valid_id(manga_id):
+            async with self._db.session() as s:
+                row = await s.get(ReadingEntry, (user_id, manga_id))
+        if row is None:
+            raise _not_listed(manga_id)
+        return EntryPublic.model_validate(row)
+
+    async def list(
+        self,
+        user_id: uuid.UUID,
+        *,
+        status: ReadingStatus | None = None,
+        q: str | None = None,
+        sort_by: EntrySort = EntrySort.UPDATED,
+        descending: bool | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> tuple[builtins.list[EntryPublic], int]:
+        """A page of the user's list, filtered and sorted, and the total. Every sort
+        is descending except title; ties are broken by manga id."""
+        stmt = select(ReadingEntry).where(ReadingEntry.user_id == user_id)
+        if status is not None:
+            stmt = stmt.where(ReadingEntry.status == status.value)
+        if sort_by is EntrySort.TITLE or q:
+            stmt = stmt.join(Manga, Manga.id == ReadingEntry.manga_id)
+        if q:
+            stmt = stmt.where(func.lower(Manga.title).contains(q.lower(), autoescape=True))
+        desc = sort_by is not EntrySort.TITLE if descending is None else descending
+        stmt = stmt.order_by(*_ordering(sort_by, desc))
+        async with self._db.session() as s:
+            rows, total = await fetch_page(s, stmt, page, page_size)
+        return [EntryPublic.model_validate(row[0]) for row in rows], total
+
+    async def changed_since(
+        self, user_id: uuid.UUID, since_version: int
+    ) -> builtins.list[EntryPublic]:
+        """Entries written after ``since_version``, oldest first (catch-up after reconnect)."""
+        since = min(max(since_version, 0), _MAX_VERSION)
+        stmt = (
+            select(ReadingEntry)
+            .where(ReadingEntry.user_id == user_id, ReadingEntry.version > since)
+            .order_by(ReadingEntry.version)
+        )
+        async with self._db.session() as s:
+            rows = (await s.scalars(stmt)).all()
+        return [EntryPublic.model_validate(r) for r in rows]
+
+
+def _progress_changes(
+    chapter: float, volume: int | None, status: ReadingStatus | None
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {"chapter": chapter}
+    if volume is not None:
+        changes["volume"] = volume
+    if status is not None:
+        changes["status"] = status
+    return changes
+
+
+def _ordering(sort_by: EntrySort, desc: bool) -> list[ColumnElement[Any]]:
+    column: Any = {
+        EntrySort.UPDATED: ReadingEntry.updated_at,
+        EntrySort.TITLE: func.lower(Manga.title),
+        EntrySort.SCORE: ReadingEntry.score,
+        EntrySort.PROGRESS: ReadingEntry.chapter,
+        EntrySort.ADDED: ReadingEntry.added_at,
+    }[sort_by]
+    key = column.desc() if desc else column.asc()
+    if sort_by is EntrySort.SCORE:
+        key = key.nulls_last()  # "not scored" is neither the best nor the worst
+    tie = ReadingEntry.manga_id.desc() if desc else ReadingEntry.manga_id.asc()
+    return [key, tie]
+
+
+# --- the rules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesFacts:
+    """What the rules need to know about the series."""
+
+    total_chapters: int | None
+    finished: bool
+
+
+def apply(
+    current: Mapping[str, Any] | None,
+    changes: Mapping[str, Any],
+    series: SeriesFacts,
+    today: date,
+) -> dict[str, Any]:
+    """The entry after ``changes`` (SPEC "Reading entry" rules); ``current`` is None
+    for a series not listed yet. Returns every field of :data:`FIELDS`."""
+    entry: dict[str, Any] = dict(_DEFAULTS) if current is None else dict(current)
+    old_status = None if current is None else ReadingStatus(current["status"])
+    was_rereading = bool(entry["rereading"])
+    old_chapter = float(entry["chapter"])
+    for name, value in changes.items():
+        if name != "status":
+            entry[name] = value
+    chapter_written = "chapter" in changes
+    asked = changes.get("status")
+    status: ReadingStatus
+    if asked is not None:
+        status = ReadingStatus(asked)
+    elif old_status is None:
+        # A chapter write lists the series as reading; anything else plans to read it.
+        status = ReadingStatus.READING if chapter_written else ReadingStatus.PLAN_TO_READ
+    elif old_status is ReadingStatus.PLAN_TO_READ and chapter_written and entry["chapter"] > 0:
+        status = ReadingStatus.READING
+    else:
+        status = old_status
+    total = series.total_chapters
+    reaches_end = (
+        chapter_written
+        and series.finished
+        and total is not None
+        and total > 0
+        and entry["chapter"] >= total
+        and (old_chapter < total or old_status is not ReadingStatus.COMPLETED)
+    )
+    if reaches_end and asked in (None, ReadingStatus.READING):
+        status = ReadingStatus.COMPLETED
+    completing = status is ReadingStatus.COMPLETED and (
+        old_status is not ReadingStatus.COMPLETED or (was_rereading and (reaches_end or asked))
+    )
+    if completing:
+        if total is not None and entry["chapter"] < total and not chapter_written:
+            # Completing moves the chapter to the end, never back.
+            entry["chapter"] = float(total)
+        if "finished_on" not in changes and (entry["finished_on"] is None or was_rereading):
+            entry["finished_on"] = today
+        if was_rereading and old_status is ReadingStatus.COMPLETED:
+            if "rereads" not in changes:
+                entry["rereads"] = int(entry["rereads"]) + 1
+            if "rereading" not in changes:
+                entry["rereading"] = False
+    if (
+        status is ReadingStatus.READING
+        and entry["started_on"] is None
+        and "started_on" not in changes
+    ):
+        entry["started_on"] = today
+    entry["status"] = status
+    return entry
+
+
+def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Field rules that need no database, for every door (HTTP and TCP schemas check
+    them too; gRPC, the CLI's jobs and imports may not)."""
+    problems: list[dict[str, str]] = []
+
+    def bad(name: str, message: str) -> None:
+        problems.append({"field": name, "message": message})
+
+    for name, value in changes.items():
+        if name not in FIELDS:
+            bad(name, "not a field of a reading entry")
+        elif value is None:
+            if name not in _NULLABLE:
+                bad(name, "must not be null")
+        elif name == "status":
+            if value not in frozenset(ReadingStatus):
+                bad(name, "unknown reading status")
+        elif name == "chapter":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not 0 <= value <= MAX_CHAPTER
+            ):
+                bad(name, f"must be a number in 0..{MAX_CHAPTER}")
+        elif name in ("volume", "rereads", "score"):
+            low, high = {
+                "volume": (0, MAX_VOLUME),
+                "rereads": (0, MAX_REREADS),
+                "score": (MIN_SCORE, MAX_SCORE),
+            }[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                bad(name, f"must be an integer in {low}..{high}")
+        elif name in ("started_on", "finished_on"):
+            if not isinstance(value, date):
+                bad(name, "must be a date")
+        elif name == "rereading":
+            if not isinstance(value, bool):
+                bad(name, "must be true or false")
+        elif name == "notes":
+            if not isinstance(value, str) or len(value) > MAX_NOTES_LENGTH:
+                bad(name, f"text of at most {MAX_NOTES_LENGTH} characters")
+            elif (problem := bad_characters(value, multiline=True)) is not None:
+                bad(name, problem)
+    return problems
+
+
+# --- the write path ---------------------------------------------------------------------
+
+_Key = tuple[uuid.UUID, int]
+
+
+async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [_check_write(w) for w in writes]
+    series = await _load_series(
+        s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
+    )
+    for i, write in enumerate(writes):
+        if outcomes[i] is None:
+            outcomes[i] = _check_against_series(write, series.get(write.manga_id))
+    # Only writes that passed so far take a version (and lock their user's row).
+    versions = await _take_versions(s, writes, outcomes)
+    accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
+    scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
+    await _lock_manga(s, scored)
+    current = await _load_entries(s, {(w.user_id, w.manga_id) for w in accepted})
+    now = utcnow()
+    today = now.date()
+    stored: dict[_Key, dict[str, Any]] = {}
+    done: dict[int, dict[str, Any]] = {}
+    for i, write in enumerate(writes):
+        if outcomes[i] is not None:
+            continue
+        key = (write.user_id, write.manga_id)
+        manga = series[write.manga_id]
+        before = current.get(key)
+        problem = _check_presence(write, before is not None)
+        if problem is not None:
+            outcomes[i] = problem
+            continue
+        facts = SeriesFacts(manga.total_chapters, manga.status == MangaStatus.COMPLETED.value)
+        entry = apply(before, write.changes, facts, today)
+        entry["chapter"] = _normalize(float(entry["chapter"]))
+        entry.update(
+            added_at=now if before is None else before["added_at"],
+            updated_at=now,
+            device=write.device,
+            version=versions[i],
+        )
+        current[key] = stored[key] = entry
+        # A snapshot: later writes of the same entry in this batch change ``current``.
+        done[i] = dict(entry)
+    if stored:
+        rows = [_row(key, entry) for key, entry in stored.items()]
+        await s.execute(
+            upsert(
+                dialect,
+                ReadingEntry,
+                rows,
+                keys=("user_id", "manga_id"),
+                update=[c for c in _STORED if c != "added_at"],
+            )
+        )
+    for manga_id in scored:
+        await _recompute_average(s, manga_id)
+        if manga_id in series:
+            await s.refresh(series[manga_id], ["average_rating"])
+    summaries = {m.id: MangaSummary.model_validate(m) for m in series.values()}
+    for i, entry in done.items():
+        manga_id = writes[i].manga_id
+        outcomes[i] = EntryPublic(manga_id=manga_id, manga=summaries[manga_id], **entry)
+    # Every write has its outcome by now; the filter only narrows the type.
+    return [o for o in outcomes if o is not None]
+
+
+def _check_write(write: EntryWrite) -> MangaHubError | None:
+    if not valid_id(write.manga_id):
+        return manga_not_found(write.manga_id)
+    problems = check_changes(write.changes)
+    if write.mode is WriteMode.UPDATE and not write.changes:
+        problems.append({"field": "body", "message": "name at least one field to change"})
+    if write.device is not None and len(write.device) > MAX_DEVICE_LENGTH:
+        problems.append({"field": "device", "message": f"at most {MAX_DEVICE_LENGTH} characters"})
+    elif write.device is not None and (problem := bad_characters(write.device)) is not None:
+        problems.append({"field": "device", "message": problem})
+    return ValidationFailed("invalid reading entry", details=problems) if problems else None
+
+
+def _check_presence(write: EntryWrite, present: bool) -> MangaHubError | None:
+    if write.mode is WriteMode.ADD and present:
+        return Conflict("manga is already in your library", details={"manga_id": write.manga_id})
+    if write.mode is WriteMode.UPDATE and not present:
+        return _not_listed(write.manga_id)
+    return None
+
+
+def _check_against_series(write: EntryWrite, manga: Manga | None) -> MangaHubError | None:
+    """NotFound for an unknown series; ValidationFailed for a chapter beyond its known
+    chapter count."""
+    if manga is None:
+        return manga_not_found(write.manga_id)
+    chapter = write.changes.get("chapter")
+    total = manga.total_chapters
+    if chapter is not None and total is not None and beyond_count(chapter, total):
+        return ValidationFailed(
+            f"chapter {chapter:g} is beyond this manga's {total} chapters",
+            details=[{"field": "chapter", "message": f"below {total + 1}"}],
+        )
+    return None
+
+
+async def _take_versions(
+    s: AsyncSession, writes: Sequence[EntryWrite], outcomes: list[Outcome | None]
+) -> dict[int, int]:
+    """Reserve the next per-user version for every accepted write, in arrival order.
+    This also locks the users' rows (PostgreSQL) before their entries are read."""
+    per_user = Counter(w.user_id for w, o in zip(writes, outcomes, strict=True) if o is None)
+    last: dict[uuid.UUID, int] = {}
+    # Sorted, so two processes batching the same users lock them in the same order.
+    for user_id in sorted(per_user):
+        seq = await s.scalar(
+            update(User)
+            .where(User.id == user_id)
+            .values(progress_seq=User.progress_seq + per_user[user_id])
+            .returning(User.progress_seq)
+            .execution_options(synchronize_session=False)
+        )
+        if seq is not None:
+            last[user_id] = seq
+    versions: dict[int, int] = {}
+    # Walk backwards so each user's earliest write gets the smallest reserved version.
+    for i in reversed(range(len(writes))):
+        user_id = writes[i].user_id
+        if outcomes[i] is not None:
+            continue
+        if user_id not in last:
+            outcomes[i] = NotFound("user not found")
+            continue
+        versions[i] = last[user_id]
+        last[user_id] -= 1
+    return versions
+
+
+async def _lock_manga(s: AsyncSession, manga_ids: Sequence[int]) -> None:
+    """Lock the series whose average score the transaction rewrites (PostgreSQL; SQLite
+    has one writer anyway), in id order, so two scorers cannot miss each other."""
+    if manga_ids:
+        await s.execute(
+            select(Manga.id).where(Manga.id.in_(manga_ids)).order_by(Manga.id).with_for_update()
+        )
+
+
+async def _load_series(s: AsyncSession, manga_ids: set[int]) -> dict[int, Manga]:
+    if not manga_ids:
+        return {}
+    rows = await s.scalars(select(Manga).where(Manga.id.in_(manga_ids)))
+    return {m.id: m for m in rows}
+
+
+async def _load_entries(s: AsyncSession, keys: set[_Key]) -> dict[_Key, dict[str, Any]]:
+    if not keys:
+        return {}
+    columns = [getattr(ReadingEntry, name) for name in _STORED]
+    rows = await s.execute(
+        select(ReadingEntry.user_id, ReadingEntry.manga_id, *columns).where(
+            tuple_(ReadingEntry.user_id, ReadingEntry.manga_id).in_(list(keys))
+        )
+    )
+    return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows.all()}
+
+
+async def _recompute_average(s: AsyncSession, manga_id: int) -> None:
+    count, average = (
+        await s.execute(
+            select(func.count(ReadingEntry.score), func.avg(ReadingEntry.score)).where(
+                ReadingEntry.manga_id == manga_id
+            )
+        )
+    ).one()
+    await s.execute(
+        update(Manga)
+        .where(Manga.id == manga_id)
+        .values(
+            average_rating=None if average is None else round(float(average), 2),
+            rating_count=count,
+            # A new score is not an edit of the series: keep "recently updated" honest.
+            updated_at=Manga.updated_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:
+    row = {name: entry[name] for name in _STORED}
+    row["status"] = ReadingStatus(row["status"]).value
+    return {"user_id": key[0], "manga_id": key[1], **row}
+
+
+def _normalize(chapter: float) -> float:
+    # Stored as NUMERIC(10, 2): round here so both backends (SQLite keeps any float)
+    # return the same value the caller is acknowledged with.
+    return round(chapter, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _not_listed(manga_id: int) -> NotFound:
+    return NotFound("manga is not in your library", details={"manga_id": manga_id})
+
+
+def _event(entry: EntryPublic, origin: str | None) -> Event:
+    event: Event = {"type": "progress", "data": entry.model_dump(mode="json")}
+    if origin is not None:
+        event["origin"] = origin
+    return event
