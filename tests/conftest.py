@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from mangahub.app import Runtime, build_runtime
 from mangahub.config import Settings
 from mangahub.http.app import create_app
-from tests.live_server import server_env
+from tests.live_server import TEST_LIMITS, server_env
 
 BACKEND = os.environ.get("MANGAHUB_TEST_BACKEND", "sqlite")
 PG_ADMIN_DSN = os.environ.get("MANGAHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -59,8 +59,7 @@ class Backend:
             "mangadex_url": "",
             "anilist_url": "",
             # Every test registers from 127.0.0.1; the per-address limits have their tests.
-            "register_max_per_address": 1_000_000,
-            "federated_anonymous_per_minute": 1_000_000,
+            **{name.lower(): int(value) for name, value in TEST_LIMITS.items()},
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

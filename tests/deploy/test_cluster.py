@@ -24,6 +24,7 @@ from mangahub.app import Runtime
 from mangahub.servers import PARTS
 from mangahub.v1 import manga_pb2, manga_pb2_grpc
 from tests.conftest import ADMIN_PASSWORD, BACKEND, Backend, MakeUser
+from tests.live_server import TEST_LIMITS
 from tests.tcp.conftest import Line
 from tests.udp.conftest import UdpClient, follow, new_series
 from tests.ws.conftest import open_client
@@ -65,6 +66,7 @@ def start_cluster(backend: Backend, *extra: str) -> Cluster:
         MANGAHUB_LOG_LEVEL="WARNING",
         MANGAHUB_MANGADEX_ENABLED="false",  # the sync part stays offline
         MANGAHUB_ANILIST_ENABLED="false",
+        **{f"MANGAHUB_{name}": value for name, value in TEST_LIMITS.items()},
     )
     assert backend.database_url and backend.redis_url
     process = subprocess.Popen(

@@ -151,7 +151,7 @@ async def stored_progress(database_url: str, user_id: str) -> dict[int, float]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT manga_id, chapter FROM progress WHERE user_id = $1",
+            "SELECT manga_id, chapter FROM reading_entries WHERE user_id = $1",
             uuid.UUID(user_id),
         )
     finally:
