@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # runners) come with the first target that needs them.
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+# The browser tests drive Debian's Chromium and inject axe-core (pinned by package-lock.json).
+BROWSER_STAMP := node_modules/.installed
 
 .PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean proto proto-check
 
@@ -22,13 +24,17 @@ $(RUNTIME_STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(RUNTIME_STAMP)
 
+$(BROWSER_STAMP): package-lock.json scripts/install-browser.sh
+	bash scripts/install-browser.sh
+	touch $(BROWSER_STAMP)
+
 ## run: serve every part on the embedded default (SQLite + bundled catalog under ./data)
 run: $(RUNTIME_STAMP)
 	$(BIN)/mangahub serve
 
 ## test: the whole suite on SQLite + in-process bus and on PostgreSQL + Redis, side by side
 ## (the suite mostly waits on sockets and timers, so two runs take the time of one)
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(STAMP)

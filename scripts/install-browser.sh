@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the browser tests (tests/browser, marker `browser`) need on a fresh Debian machine:
-# Debian's Chromium and fonts (Latin and CJK titles), Playwright's Python package (driver only: it drives the
-# system Chromium, no browser download), and axe-core pinned by package-lock.json.
+# Debian's Chromium and fonts (Latin and CJK titles) and axe-core pinned by package-lock.json.
+# Playwright's Python package (its driver only: it drives the system Chromium, no browser
+# download) comes with requirements-dev.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         chromium fonts-dejavu-core fonts-noto-cjk >/dev/null
 fi
-PYTHON="${PYTHON:-.venv/bin/python}"
-"$PYTHON" -m pip install -q "playwright>=1.45"
 if ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
