@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, Unavailable
-from mangahub.domain.schemas import ProgressPublic
+from mangahub.domain.schemas import EntryPublic
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
 
 USER = uuid.uuid4()
@@ -23,16 +23,15 @@ def write(manga_id: int) -> ProgressWrite:
     return ProgressWrite(USER, manga_id, 1.0, ReadingStatus.READING, "test", None)
 
 
-def stored(w: ProgressWrite) -> ProgressPublic:
-    return ProgressPublic.model_validate(
-        {
-            "manga_id": w.manga_id,
-            "chapter": w.chapter,
-            "status": w.status,
-            "version": 1,
-            "updated_at": datetime.now(UTC),
-            "device": w.device,
-        }
+def stored(w: ProgressWrite) -> EntryPublic:
+    # Only identity matters here: the batcher hands the stored entry back untouched.
+    return EntryPublic.model_construct(
+        manga_id=w.manga_id,
+        chapter=w.chapter,
+        status=w.status,
+        version=1,
+        updated_at=datetime.now(UTC),
+        device=w.device,
     )
 
 
@@ -45,7 +44,7 @@ class Store:
         self.one_calls = 0
         self.many_calls = 0
 
-    async def write_one(self, w: ProgressWrite) -> ProgressPublic:
+    async def write_one(self, w: ProgressWrite) -> EntryPublic:
         self.one_calls += 1
         if w.manga_id == self.bad:
             raise IntegrityError("INSERT", {}, Exception("foreign key"))
@@ -53,12 +52,12 @@ class Store:
 
     async def write_many(
         self, writes: Sequence[ProgressWrite]
-    ) -> Sequence[ProgressPublic | MangaHubError]:
+    ) -> Sequence[EntryPublic | MangaHubError]:
         self.many_calls += 1
         raise self.many_error
 
 
-async def submit_all(store: Store, count: int) -> list[asyncio.Future[ProgressPublic]]:
+async def submit_all(store: Store, count: int) -> list[asyncio.Future[EntryPublic]]:
     batcher = ProgressBatcher(store.write_one, store.write_many, max_batch=count)
     await batcher.start()
     # Submitting never yields while the queue has room: the writer task, once it
