@@ -109,9 +109,10 @@ async def test_the_call_deadline_is_the_search_budget(runtime: Runtime) -> None:
     finally:
         await server.stop(5)
     with_deadline, without = search.timeouts
-    # Anything at most 3 s proves the deadline won over the 10 s budget (how much of it
-    # is left depends on how busy the machine is).
-    assert with_deadline is not None and 0 < with_deadline <= 3
+    # Anything near 3 s proves the deadline won over the 10 s budget (how much of it is
+    # left depends on how busy the machine is; the timeout sent on the wire is rounded
+    # up to its unit, so the server may see a few milliseconds more than 3 s).
+    assert with_deadline is not None and 0 < with_deadline <= 3.1
     assert without == server.config.search_budget
 
 
