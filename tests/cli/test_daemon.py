@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from mangahub.app import Runtime
-from tests.cli.conftest import PASSWORD, Cli, cli_factory, serve_env, wait_for
+from mangahub.cli.output import EXIT_BAD_INPUT, EXIT_NOT_FOUND
+from tests.cli.conftest import PASSWORD, Cli, MakeCli, cli_factory, serve_env, wait_for
 from tests.conftest import Backend
 from tests.live_server import LiveServer, free_port, live_server
 
@@ -124,3 +125,38 @@ def test_sync_status_when_not_running(tmp_path: Path) -> None:
     assert report["running"] is False and report["status"] == "stopped"
     assert "not running" in cli.invoke("sync", "status").ok().stdout
     assert "not running" in cli.invoke("sync", "disconnect").ok().stdout
+
+
+def test_refused_update_through_daemon_says_why(make_cli: MakeCli) -> None:
+    cli = make_cli()
+    cli.register_and_login("refused")
+    found = cli.invoke("manga", "search", "--limit", "50", "--json").json()["data"]
+    counted = next(m for m in found if m.get("total_chapters"))
+    with stopped_daemon(cli):
+        assert cli.run("sync", "connect", "--json").json()["status"] == "connected"
+        # A long --wait: the refusal must end the command, not the wait running out.
+        unknown = cli.run("progress", "update", "2147483000", "1", "--wait", "120", timeout=30)
+        unknown.one_line_error(EXIT_NOT_FOUND, "refused", "manga not found")
+        beyond = str(counted["total_chapters"] + 5)
+        over = cli.run(
+            "progress", "update", str(counted["id"]), beyond, "--wait", "120", timeout=30
+        )
+        over.one_line_error(
+            EXIT_BAD_INPUT, "refused", f"beyond this manga's {counted['total_chapters']}"
+        )
+        assert status(cli)["pending"] == 0
+        # A good one still goes through the daemon.
+        done = cli.invoke("progress", "update", str(counted["id"]), "1", "--json").json()
+        assert done["chapter"] == 1
+
+
+def test_logout_disconnects_the_daemon(make_cli: MakeCli) -> None:
+    cli = make_cli()
+    cli.register_and_login("logout")
+    with stopped_daemon(cli):
+        connected = cli.run("sync", "connect", "--json").json()
+        assert connected["status"] == "connected"
+        out = cli.run("auth", "logout").ok().stdout
+        assert f"sync daemon {connected['pid']} stopped" in out
+        assert status(cli)["running"] is False
+        assert not (cli.mangahub_home / "syncd.pid").exists()

@@ -133,3 +133,42 @@ def test_udp_listen_prints_and_unsubscribes_on_ctrl_c(
     assert note["type"] == "NOTIFICATION" and note["kind"] == "new_chapter"
     assert note["chapter"] == 322 and note["manga_id"] == manga["id"]
     assert re.search("322", note["message"])
+
+
+def test_piped_who_lists_the_room(make_cli: MakeCli, sessions: list[pexpect.spawn]) -> None:
+    alice, bob = make_cli(), make_cli()
+    alice_name, bob_name = alice.register_and_login("alice"), bob.register_and_login("bob")
+    room = str(a_manga(alice)["id"])
+    a = spawn(alice, "chat", "join", room)
+    sessions.append(a)
+    a.expect(f"joined room #{room}")
+
+    # Not a terminal: the commands arrive at once, before anything is typed.
+    piped = subprocess.run(
+        [MANGAHUB, "chat", "join", room],
+        env=bob.env(),
+        input="/who\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert piped.returncode == 0, piped.stderr
+    found = re.search(rf"in room #{room}: ([^\r\n]+)", piped.stdout)
+    assert found, piped.stdout
+    assert {name.strip() for name in found.group(1).split(",")} == {alice_name, bob_name}
+    a.sendline("/quit")
+    a.expect(pexpect.EOF)
+
+
+def test_chat_says_the_length_limit(make_cli: MakeCli, sessions: list[pexpect.spawn]) -> None:
+    cli = make_cli()
+    cli.register_and_login("long")
+    room = str(a_manga(cli)["id"])
+    child = spawn(cli, "chat", "join", room)
+    sessions.append(child)
+    child.expect(f"joined room #{room}")
+    child.sendline("x" * 2001)
+    child.expect(r"error: ([^\r\n]+)")
+    assert "at most 2000 characters" in child.match.group(1), child.match.group(1)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)

@@ -20,6 +20,7 @@ from mangahub.cli.output import (
     handle_errors,
     print_json,
 )
+from mangahub.cli.sync import stop_daemon_of
 
 app = typer.Typer(help="Create an account, log in and out.", no_args_is_help=True)
 
@@ -105,26 +106,41 @@ def login(
 @app.command()
 @handle_errors
 def logout(server: ServerOpt = None, json: JsonOpt = False) -> None:
-    """Revoke the refresh token on the server and forget both tokens.
+    """Revoke the refresh token on the server, forget both tokens and stop the sync
+    daemon connected to that server.
 
     Example: mangahub auth logout
     """
     with api(server) as client:
         creds = client.store.load(client.server)
         revoked = False
-        if creds is not None:
-            try:
+        daemon: int | None = None
+        try:
+            # First, so that it stops using (and refreshing) the tokens being revoked.
+            daemon = stop_daemon_of(client.server)
+            if creds is not None:
                 client.call("POST", "/api/auth/revoke", json={"refresh_token": creds.refresh_token})
                 revoked = True
-            finally:
-                # Forget them even when the server is unreachable: logging out is local first.
+        finally:
+            # Forget them even when the server is unreachable: logging out is local first.
+            if creds is not None:
                 client.store.delete(client.server)
     if json:
-        print_json({"server": client.server, "logged_out": creds is not None, "revoked": revoked})
-    elif creds is None:
+        print_json(
+            {
+                "server": client.server,
+                "logged_out": creds is not None,
+                "revoked": revoked,
+                "sync_daemon_stopped": daemon,
+            }
+        )
+        return
+    if creds is None:
         console.print(f"not logged in to {client.server}")
     else:
         console.print(f"[green]✓[/green] logged out of {client.server}")
+    if daemon is not None:
+        console.print(f"[green]✓[/green] sync daemon {daemon} stopped")
 
 
 @app.command()

@@ -113,15 +113,20 @@ class Room:
         await self.ws.send(orjson.dumps(message).decode())
 
     async def join(self) -> None:
+        """Until the room's history and then its presence arrived: a ``/who`` piped in
+        with the join is answered only after, so it sees who is there."""
         await self.send({"type": "join", "room_id": self.room_id})
+        history = False
         async with asyncio.timeout(OPEN_TIMEOUT):
             while True:
                 message = await self._receive()
-                if message.get("type") == "error":
+                kind = message.get("type")
+                if kind == "error":
                     code = str(message.get("code"))
                     raise CliError(str(message.get("message")), EXIT_BY_CODE.get(code, 1))
                 self.render(message)
-                if message.get("type") == "history":
+                history = history or kind == "history"
+                if history and kind == "presence" and message.get("room_id") == self.room_id:
                     return
 
     async def _receive(self) -> dict[str, Any]:

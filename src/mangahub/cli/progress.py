@@ -25,6 +25,8 @@ from mangahub.cli.library import progress_text
 from mangahub.cli.outbox import Outbox, QueuedUpdate
 from mangahub.cli.output import (
     EXIT_BAD_INPUT,
+    EXIT_BY_CODE,
+    EXIT_ERROR,
     CliError,
     console,
     escape,
@@ -129,14 +131,32 @@ def _through_daemon(server: str, write: _Write, wait: float, json: bool) -> None
     pid = daemon_files.running_pid()
     if pid is not None:
         os.kill(pid, signal.SIGUSR1)  # look at the queue now
+    message_id = queued[0].message_id
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        acked = daemon_files.read_state().get("acked", {})
-        if queued[0].message_id in acked:
-            _report(acked[queued[0].message_id], json)
+        state = daemon_files.read_state()
+        acked = state.get("acked", {})
+        if message_id in acked:
+            _report(acked[message_id], json)
             return
+        refused = _refusal(state, message_id)
+        if refused is not None:
+            # The server answered: this update will never go through (the daemon has
+            # dropped it from the queue), so saying "queued" would be false.
+            code, message = refused
+            raise CliError(
+                f"update refused by {server}: {message}", EXIT_BY_CODE.get(code, EXIT_ERROR)
+            )
         time.sleep(0.05)
     _report_queued(queued, server, "no acknowledgement yet", json)
+
+
+def _refusal(state: dict[str, Any], message_id: str) -> tuple[str, str] | None:
+    """``(code, message)`` when the daemon recorded the server refusing ``message_id``."""
+    for failed in state.get("failed", []):
+        if isinstance(failed, dict) and failed.get("message_id") == message_id:
+            return str(failed.get("code")), str(failed.get("message"))
+    return None
 
 
 def _report_queued(queued: tuple[QueuedUpdate, int], server: str, why: str, json: bool) -> None:

@@ -242,13 +242,27 @@ def disconnect(
         else:
             console.print("the sync daemon is not running")
         return
+    stop_daemon(pid, timeout)
+    if json:
+        print_json({"stopped": True, "pid": pid})
+    else:
+        console.print(f"[green]✓[/green] sync daemon {pid} stopped")
+
+
+def stop_daemon(pid: int, timeout: float = 15) -> None:
+    """SIGTERM the daemon ``pid`` and wait until it has let go of its lock."""
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while daemon_files.running_pid() == pid and time.monotonic() < deadline:
         time.sleep(0.1)
     if daemon_files.running_pid() == pid:
         raise CliError(f"the sync daemon (pid {pid}) did not stop within {timeout:g} s")
-    if json:
-        print_json({"stopped": True, "pid": pid})
-    else:
-        console.print(f"[green]✓[/green] sync daemon {pid} stopped")
+
+
+def stop_daemon_of(server: str) -> int | None:
+    """Stop the daemon if it syncs with ``server``; its pid, or None if none did."""
+    pid = daemon_files.running_pid()
+    if pid is None or daemon_files.read_state().get("server") != server:
+        return None
+    stop_daemon(pid)
+    return pid

@@ -248,6 +248,7 @@ class Daemon:
                     }
                 )
                 del failed[:-KEEP_FAILED]
+                self._save()  # `progress update` is waiting for the answer
                 continue
             except ConnectionClosed:
                 raise

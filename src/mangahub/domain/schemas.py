@@ -59,9 +59,10 @@ Password = Annotated[
     str, StringConstraints(min_length=8, max_length=72), AfterValidator(_fits_bcrypt)
 ]
 # Free text from users is stored verbatim (HTML included); renderers escape it.
+MAX_TEXT_LENGTH = 2000
 UserText = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=2000),
+    StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH),
     MULTI_LINE,
     AfterValidator(_not_blank),
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import EventBus
 from mangahub.domain.errors import ValidationFailed
-from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.domain.schemas import MAX_TEXT_LENGTH, ChatMessagePublic
 from mangahub.services._common import (
     MAX_ROW_ID,
     publish_after_commit,
@@ -38,6 +38,12 @@ class ChatService:
 
     async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic:
         """Store a message in a room and broadcast it to the room's members."""
+        if len(content) > MAX_TEXT_LENGTH:
+            # The WebSocket error carries only the message: it must say the limit.
+            raise ValidationFailed(
+                f"a message is at most {MAX_TEXT_LENGTH} characters",
+                details=[{"field": "content", "message": f"{len(content)} characters"}],
+            )
         content = validate_text(content, "content")
         async with self._db.session() as s:
             await require_manga(s, room_id)
