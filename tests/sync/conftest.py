@@ -4,6 +4,7 @@ over real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 
@@ -23,7 +23,7 @@ from mangahub.sources.mangadex import MangaDexClient
 from mangahub.sources.registry import SourceClients
 from mangahub.sync.runner import SyncRunner
 from mangahub.sync.setup import build_runner
-from tests.conftest import BACKEND, PG_ADMIN_DSN, REDIS_URL, Backend
+from tests.conftest import BACKEND, REDIS_URL, Backend, postgres_database
 from tests.fakes.sources import DATA, FakeSources
 
 # Backoff shrunk so retries take milliseconds; Retry-After is still honoured.
@@ -53,34 +53,21 @@ def fake(sync_fake: FakeSources) -> FakeSources:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[SyncEnv]:
     suffix = uuid.uuid4().hex[:12]
-    if BACKEND == "postgres":
-        db_name = f"mangahub_sync_{suffix}"
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{db_name}"')
-        finally:
-            await admin.close()
-        host_part = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
-        backend = Backend(
-            "postgres",
-            tmp_path,
-            database_url=f"postgresql+asyncpg://{host_part}/{db_name}",
-            redis_url=REDIS_URL,
-            redis_namespace=f"mangahub-sync-{suffix}",
-        )
-    else:
-        backend = Backend("sqlite", tmp_path)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if BACKEND == "postgres":
+            url = await stack.enter_async_context(postgres_database(f"mangahub_sync_{suffix}"))
+            backend = Backend(
+                "postgres",
+                tmp_path,
+                database_url=url,
+                redis_url=REDIS_URL,
+                redis_namespace=f"mangahub-sync-{suffix}",
+            )
+        else:
+            backend = Backend("sqlite", tmp_path)
         settings = backend.settings(seed_catalog=False, sync_lease_seconds=30)
         async with build_runtime(settings) as runtime:
             yield SyncEnv(backend, runtime)
-    finally:
-        if BACKEND == "postgres":
-            admin = await asyncpg.connect(PG_ADMIN_DSN)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            finally:
-                await admin.close()
 
 
 @pytest.fixture

@@ -67,6 +67,22 @@ class HttpMetrics:
         histogram.observe(seconds)
 
 
+class _StatusRecorder:
+    """A ``send`` that remembers the response status (500 until one is sent: an app
+    that failed before answering is counted as the 500 the server then sends)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -77,17 +93,11 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = _StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, sent)
         finally:
+            status = sent.status
             route = scope.get("route")
             # The handler name keeps label cardinality bounded (ids are never labels).
             template = getattr(route, "name", None) or "unmatched"
@@ -105,17 +115,11 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = _StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, sent)
         finally:
+            status = sent.status
             client = scope.get("client")
             query = scope.get("query_string", b"")[:1024]  # a line stays a line
             access_log.info(
