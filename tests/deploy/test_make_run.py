@@ -3,6 +3,7 @@ tools (a dry run: ``make -n`` prints the commands without running them)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,9 +12,13 @@ import pytest
 
 
 def dry_run(repo_root: Path, venv: Path, target: str) -> str:
+    # Run under `make test`, the outer make's flags (-j, --output-sync) would reach this
+    # one through the environment and add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
         cwd=repo_root,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
