@@ -300,6 +300,11 @@ async def test_the_sign_in_page_and_admin_pages(open_reader: OpenReader) -> None
     await visitor.page.wait_for_selector("body[data-ready]")
     await screenshot(visitor.page, "signin")
     assert await _axe(visitor.page) == []
+    # A visitor reads a series page: details and chapters, with sign-in prompts for the rest.
+    await visitor.page.goto(f"/#/series/{await find_series(visitor.page, SERIES)}")
+    await expect(visitor.page.get_by_role("heading", name=SERIES, exact=True)).to_be_visible()
+    await expect(visitor.page.get_by_text("to read and post comments")).to_be_visible()
+    await expect(visitor.page.get_by_text("to track this series")).to_be_visible()
 
     admin = await open_reader(signed_in=False, username="admin")
     await sign_in(admin, ADMIN_PASSWORD)

@@ -149,23 +149,24 @@ async function chapters(manga) {
 }
 
 async function comments(manga, user) {
+  if (!user) {  // the comments API is for signed-in readers
+    return h("section.card", h("h2", "Comments"),
+      h("p", h("a", { href: "#/signin" }, "Sign in"), " to read and post comments."));
+  }
   const list = h("ul.comments#comments");
   const body = await api.get(`/api/manga/${manga.id}/comments`, { page_size: 50 });
   const row = (c) => h("li", h("p.comment-head", h("strong", c.username), " ", h("small.muted", when(c.created_at))),
     h("p.comment-body", c.content));
   for (const c of body.data) list.append(row(c));
-  let form = null;
-  if (user) {
-    const text = h("textarea#comment-text", { name: "content", rows: 3, maxLength: 2000, required: true });
-    form = h("form.stack", { on: { submit: async (ev) => {
-      ev.preventDefault();
-      try {
-        const c = await api.post(`/api/manga/${manga.id}/comments`, { content: text.value });
-        list.prepend(row(c));
-        text.value = "";
-      } catch (err) { toast(err.message, "error"); }
-    } } }, field("Add a comment", text), h("button", { type: "submit" }, "Post comment"));
-  }
+  const text = h("textarea#comment-text", { name: "content", rows: 3, maxLength: 2000, required: true });
+  const form = h("form.stack", { on: { submit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const c = await api.post(`/api/manga/${manga.id}/comments`, { content: text.value });
+      list.prepend(row(c));
+      text.value = "";
+    } catch (err) { toast(err.message, "error"); }
+  } } }, field("Add a comment", text), h("button", { type: "submit" }, "Post comment"));
   return h("section.card", h("h2", "Comments"), form, list);
 }
 
