@@ -83,29 +83,9 @@ class _StatusRecorder:
         await self.send(message)
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        sent = _StatusRecorder(send)
-        try:
-            await self.app(scope, receive, sent)
-        finally:
-            status = sent.status
-            route = scope.get("route")
-            # The handler name keeps label cardinality bounded (ids are never labels).
-            template = getattr(route, "name", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
-
-
-class AccessLogMiddleware:
-    """``http_access_log``: one INFO line per request on ``mangahub.access``."""
+class _AfterEachRequest:
+    """Runs the app, then :meth:`finished` with the status it answered and how long
+    it took (also when it failed). Other ASGI traffic passes untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -119,18 +99,39 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, sent)
         finally:
-            status = sent.status
-            client = scope.get("client")
-            query = scope.get("query_string", b"")[:1024]  # a line stays a line
-            access_log.info(
-                '%s "%s %s%s" %d %.1f ms',
-                client[0] if client else "-",
-                scope["method"],
-                scope["path"],
-                "?" + query.decode("latin-1") if query else "",
-                status,
-                (time.perf_counter() - start) * 1000,
-            )
+            self.finished(scope, sent.status, time.perf_counter() - start)
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class MetricsMiddleware(_AfterEachRequest):
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        # The handler name keeps label cardinality bounded (ids are never labels).
+        template = getattr(route, "name", None) or "unmatched"
+        self.metrics.observe(scope["method"], template, status, seconds)
+
+
+class AccessLogMiddleware(_AfterEachRequest):
+    """``http_access_log``: one INFO line per request on ``mangahub.access``."""
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        query = scope.get("query_string", b"")[:1024]  # a line stays a line
+        access_log.info(
+            '%s "%s %s%s" %d %.1f ms',
+            client[0] if client else "-",
+            scope["method"],
+            scope["path"],
+            "?" + query.decode("latin-1") if query else "",
+            status,
+            seconds * 1000,
+        )
 
 
 class RequestIdMiddleware:
