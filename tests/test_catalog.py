@@ -21,6 +21,7 @@ from mangahub.cache import MemoryCache
 from mangahub.catalog.loader import load_bundled
 from mangahub.catalog.records import SeriesRecord
 from mangahub.domain.enums import MangaFormat, MangaStatus, SortBy
+from mangahub.readmodels import publish_catalog_changed
 from mangahub.services.catalog import CatalogService, genre_slug
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChapterRow, Genre, Manga
@@ -351,10 +352,11 @@ def assert_sorted(ids: list[int], values: list[Any], descending: bool, by_title:
 @pytest.fixture(scope="module")
 async def some_ratings(runtime: Runtime) -> None:
     """A few rated series of our own, so rating order has values and NULLs to sort."""
+    added = []
     async with runtime.db.session() as s:
         for i, score in enumerate((7.5, 9.0, 7.5, 3.0, 8.25)):
             word = tag()
-            s.add(
+            added.append(
                 Manga(
                     slug=f"rated-{word}",
                     title=f"Rated {i} {word}",
@@ -364,6 +366,11 @@ async def some_ratings(runtime: Runtime) -> None:
                     search_text="",
                 )
             )
+        s.add_all(added)
+        await s.flush()
+        ids = [manga.id for manga in added]
+    # As every catalog writer does after its commit.
+    await publish_catalog_changed(runtime.bus, *ids)
 
 
 @pytest.mark.parametrize("order", ["asc", "desc", None])

@@ -63,6 +63,13 @@ def catalog_changed(*manga_ids: int) -> Event:
     return {"manga_ids": list(manga_ids)} if manga_ids else {"all": True}
 
 
+def named(event: Event | None) -> list[int] | None:
+    """The series a :data:`CATALOG_CHANGED` event names; None when any may have
+    changed (an event for the whole catalog, or events that may have been missed)."""
+    ids = None if event is None else event.get("manga_ids")
+    return ids if isinstance(ids, list) else None
+
+
 async def publish_catalog_changed(bus: EventBus | None, *manga_ids: int) -> None:
     """What a catalog writer calls after its commit, before it answers."""
     if bus is not None:
@@ -177,8 +184,8 @@ class CatalogReadModel:
     def _on_event(self, event: Event | None) -> None:
         self.generation += 1
         self._pages.data.clear()
-        ids = None if event is None else event.get("manga_ids")
-        if not isinstance(ids, list):
+        ids = named(event)
+        if ids is None:
             self._series.data.clear()
             return
         for manga_id in ids:

@@ -241,16 +241,30 @@ class SearchIndex:
 
     def search(self, query: str, limit: int) -> list[int]:
         """Ids of the series matching ``query``, best first, at most ``limit``."""
+        return self.best(self.scores(query), limit)
+
+    def matching(self, query: str, limit: int) -> list[int]:
+        """The ids :meth:`search` returns, in no particular order (cheaper: ranking
+        is needed only when more than ``limit`` match)."""
+        scores = self.scores(query)
+        return list(scores) if len(scores) <= limit else self.best(scores, limit)
+
+    def scores(self, query: str) -> dict[int, float]:
+        """Every series matching ``query`` → its match score."""
         terms = list(dict.fromkeys(w[:MAX_WORD_LENGTH] for w in words(query)))
         terms = terms[:MAX_QUERY_WORDS]
         if not terms:
-            return []
+            return {}
         whole = "".join(terms)
         scores = self._by_words(terms, len(whole))
         loose = "".join(shorten(term) for term in terms)
         for series, score in self._by_name(whole, loose, len(terms) > 1).items():
             if score > scores.get(series, 0.0):
                 scores[series] = score
+        return scores
+
+    def best(self, scores: dict[int, float], limit: int) -> list[int]:
+        """The ``limit`` best of ``scores``, best first (popularity counts a little)."""
         ranked = sorted(scores.items(), key=self._rank_key)
         return [series for series, _ in ranked[:limit]]
 

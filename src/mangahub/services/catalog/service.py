@@ -27,6 +27,7 @@ from mangahub.domain.text import check_optional, check_text
 from mangahub.readmodels.catalog import (
     CATALOG_CHANGED,
     SUMMARY_COLUMNS,
+    named,
     publish_catalog_changed,
     summaries,
 )
@@ -80,6 +81,7 @@ class CatalogService:
         self._cache = cache
         self._bus = bus
         self._index = LiveIndex(db)
+        self._following = False
 
     async def _changed(self, *manga_ids: int) -> None:
         await publish_catalog_changed(self._bus, *manga_ids)
@@ -88,7 +90,21 @@ class CatalogService:
         """Search sees catalog writes of every process as soon as their event arrives
         (and re-checks after missed events), not only at the next stamp check."""
         if self._bus is not None:
-            await self._bus.tap(CATALOG_CHANGED, lambda _event: self._index.invalidate())
+            await self._bus.tap(CATALOG_CHANGED, lambda event: self._index.changed(named(event)))
+            self._following = True
+
+    async def warm_up(self) -> None:
+        """Load the in-memory catalog and its orders now rather than in the first
+        search (a no-op when searches go to the database)."""
+        if self._answers_from_memory():
+            await self._index.refresh_in(self._db.session)
+            self._index.table.prepare()
+
+    def _answers_from_memory(self) -> bool:
+        """Whether searches may be answered from the in-memory catalog: only while
+        every process's catalog changes reach this one (else they go to the
+        database, as the read models cache nothing then)."""
+        return self._following and self._bus is not None and self._bus.connected
 
     # --- imports ----------------------------------------------------------------------
 
@@ -192,6 +208,8 @@ class CatalogService:
             parse_sort(sort_by), parse_order(order), q is not None and bool(q.strip())
         )
         check_page(page, page_size)
+        if self._answers_from_memory():
+            return await self._search_memory(q, filters, key, direction, page, page_size)
         await self._check_genres(filters.genres)
         if q is not None and q.strip():
             return await self._search_text(q, filters, key, direction, page, page_size)
@@ -202,6 +220,28 @@ class CatalogService:
         async with self._db.read() as conn:
             rows, total = await fetch_page(conn, stmt, page, page_size)
             return await summaries(conn, rows), total
+
+    async def _search_memory(
+        self,
+        q: str | None,
+        filters: Filters,
+        key: str,
+        direction: str,
+        page: int,
+        page_size: int,
+    ) -> tuple[list[MangaSummary], int]:
+        """The same answer as the database's, from the in-memory catalog (no statement
+        unless the catalog changed or its stamp is due)."""
+        await self._index.refresh_in(self._db.session)
+        table = self._index.table
+        if not table.has_genres(genre_slug(name) for name in filters.genres):
+            await self._check_genres(filters.genres)
+        ranked = None
+        if q is not None and q.strip():
+            # Another sort key orders the matches anyway: no need to rank them.
+            ranked = self._index.matching_ids(q, ranked=key == "relevance")
+        start = (page - 1) * page_size
+        return table.page(filters, ranked, key, direction, start, page_size)
 
     async def _search_text(
         self, q: str, filters: Filters, key: str, direction: str, page: int, page_size: int
