@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from mangahub import __version__
 from mangahub.app import Runtime
 from mangahub.http.errors import KeepAliveApp, install_error_handlers
+from mangahub.http.fast_search import FastSearchMiddleware
 from mangahub.http.limits import BodyLimitMiddleware
 from mangahub.http.middleware import (
     AccessLogMiddleware,
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(
         CachedSeriesMiddleware, reads=runtime.catalog_reads, handler=manga.get_manga.__name__
     )
+    app.add_middleware(FastSearchMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware)

@@ -5,11 +5,13 @@ needs no account; changing it needs the admin role."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, BeforeValidator, TypeAdapter
 
+from mangahub.app import Runtime
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import (
     MAX_YEAR,
@@ -23,7 +25,14 @@ from mangahub.domain.schemas import (
     MangaUpdate,
     Page,
 )
-from mangahub.http.deps import AdminUser, OptionalUser, PageParams, RuntimeDep, client_address
+from mangahub.http.deps import (
+    AdminUser,
+    OptionalUser,
+    PageParams,
+    Pagination,
+    RuntimeDep,
+    client_address,
+)
 from mangahub.http.responses import JSONBytes
 from mangahub.services.catalog import effective_order, split_genres
 from mangahub.services.catalog.params import parse_formats
@@ -77,6 +86,17 @@ async def list_manga(
     status: StatusFilter = None,
 ) -> Response:
     """Browse or search the catalog: best matches first with `q`, else most popular."""
+    return JSONBytes(await list_page(runtime, paging, q, genre, status))
+
+
+async def list_page(
+    runtime: Runtime,
+    paging: Pagination,
+    q: str | None,
+    genre: str | None,
+    status: MangaStatus | None,
+) -> bytes:
+    """The JSON of one page of :func:`list_manga` (cached; see ``catalog_reads``)."""
 
     async def load() -> bytes:
         items, total = await runtime.catalog.list_manga(
@@ -85,7 +105,7 @@ async def list_manga(
         return _summaries_json(paging.page_of(items, total))
 
     key = ("list", q, genre, status, paging.page, paging.page_size)
-    return JSONBytes(await runtime.catalog_reads.page(key, load))
+    return await runtime.catalog_reads.page(key, load)
 
 
 @router.get("/manga/advanced-search", response_model=SearchPage)
@@ -107,48 +127,58 @@ async def advanced_search(
 ) -> Response:
     """Search with several genres and a sort order. `sort_by` defaults to relevance
     with `q`, else popularity; the order to descending, except for title."""
+    search = AdvancedSearch(q, genres, status, sort_by, order, format, year)
+    return JSONBytes(await advanced_search_page(runtime, paging, search))
+
+
+@dataclass(frozen=True, slots=True)
+class AdvancedSearch:
+    """The parameters of :func:`advanced_search` but paging, as validated."""
+
+    q: str | None = None
+    genres: str | None = None
+    status: MangaStatus | None = None
+    sort_by: SortBy | None = None
+    order: Literal["asc", "desc"] | None = None
+    format: str | None = None
+    year: int | None = None
+
+
+async def advanced_search_page(
+    runtime: Runtime, paging: Pagination, search: AdvancedSearch
+) -> bytes:
+    """The JSON of one page of :func:`advanced_search` (cached; see ``catalog_reads``)."""
+    q = search.q
 
     async def load() -> bytes:
         items, total = await runtime.catalog.advanced_search(
             q,
-            genres,
-            status,
-            sort_by,
-            order,
+            search.genres,
+            search.status,
+            search.sort_by,
+            search.order,
             paging.page,
             paging.page_size,
-            formats=format,
-            year=year,
+            formats=search.format,
+            year=search.year,
         )
         has_query = q is not None and bool(q.strip())
-        key, direction = effective_order(sort_by, order, has_query)
+        key, direction = effective_order(search.sort_by, search.order, has_query)
         filters = AppliedFilters(
             q=q if has_query else None,
-            genres=split_genres(genres),
-            status=status,
+            genres=split_genres(search.genres),
+            status=search.status,
             sort_by=key,
             order="asc" if direction == "asc" else "desc",
-            formats=[f.value for f in parse_formats(format)],
-            year=year,
+            formats=[f.value for f in parse_formats(search.format)],
+            year=search.year,
         )
         page = SearchPage(
             data=items, page=paging.page, page_size=paging.page_size, total=total, filters=filters
         )
         return SearchPage.__pydantic_serializer__.to_json(page)
 
-    key = (
-        "advanced",
-        q,
-        genres,
-        status,
-        sort_by,
-        order,
-        format,
-        year,
-        paging.page,
-        paging.page_size,
-    )
-    return JSONBytes(await runtime.catalog_reads.page(key, load))
+    return await runtime.catalog_reads.page(("advanced", search, paging), load)
 
 
 # Before /manga/{manga_id}, which would otherwise take "federated" for an id.
