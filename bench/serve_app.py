@@ -90,6 +90,8 @@ def main() -> None:
         settings = bench_settings(args.data_dir, args.database_url)
         async with build_runtime(settings) as runtime:
             info = await ensure_catalog(runtime, args.catalog, args.min_series)
+            # As `mangahub serve` does while its HTTP door opens (HttpServer.start).
+            await runtime.catalog.warm_up()
             ids = await manga_ids(runtime)
             info.update(kind="mangahub", backend=runtime.db.dialect, count=len(ids), ids=ids)
             await serve(create_app(runtime), args.port, args.ready_file, info)

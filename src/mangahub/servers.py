@@ -98,12 +98,17 @@ class HttpServer:
         )
         self._server = _UvicornServer(config)
         self._task: asyncio.Task[None] | None = None
+        # The REST app's searches answer from memory: loaded while the door opens.
+        self._catalog = runtime.catalog if app is None else None
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Bound here, not by uvicorn: a port in use is then an OSError saying so,
         # instead of uvicorn's log line and SystemExit.
         config = self._server.config
         sock = _bind_tcp(config.host, config.port)
+        if self._catalog is not None:
+            self._warming = asyncio.create_task(self._warm_up(), name="catalog-warm-up")
         self._task = asyncio.create_task(
             self._server._serve(sockets=[sock]), name=f"{self.name}-server"
         )
@@ -119,7 +124,18 @@ class HttpServer:
         host, port = sock.getsockname()[:2]
         return str(host), int(port)
 
+    async def _warm_up(self) -> None:
+        assert self._catalog is not None
+        try:
+            await self._catalog.warm_up()
+        except Exception:  # the first search loads it then
+            log.warning("catalog warm-up failed", exc_info=True)
+
     async def stop(self, timeout: float) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         if self._task is None:
             return
         # Chat clients get 1001 "going away" (after their queued messages) before
