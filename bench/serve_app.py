@@ -25,6 +25,7 @@ from mangahub.app import Runtime, build_runtime
 from mangahub.catalog.records import SeriesRecord
 from mangahub.config import Settings
 from mangahub.http.app import create_app
+from mangahub.servers import warm_up
 from mangahub.storage.models import Manga
 from server_config import run, serve
 
@@ -91,7 +92,7 @@ def main() -> None:
         async with build_runtime(settings) as runtime:
             info = await ensure_catalog(runtime, args.catalog, args.min_series)
             # As `mangahub serve` does while its HTTP door opens (HttpServer.start).
-            await runtime.catalog.warm_up()
+            await warm_up(runtime.catalog)
             ids = await manga_ids(runtime)
             info.update(kind="mangahub", backend=runtime.db.dialect, count=len(ids), ids=ids)
             await serve(create_app(runtime), args.port, args.ready_file, info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -23,6 +24,7 @@ from mangahub.app import Runtime
 from mangahub.chat.protocol import MAX_MESSAGE_BYTES
 from mangahub.http.app import create_app
 from mangahub.http.protocol import LimitedHttpToolsProtocol
+from mangahub.services.catalog import CatalogService
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ class HttpServer:
     async def _warm_up(self) -> None:
         assert self._catalog is not None
         try:
-            await self._catalog.warm_up()
+            await warm_up(self._catalog)
         except Exception:  # the first search loads it then
             log.warning("catalog warm-up failed", exc_info=True)
 
@@ -149,6 +151,15 @@ class HttpServer:
         except TimeoutError:
             self._server.force_exit = True
             await self._task
+
+
+async def warm_up(catalog: CatalogService) -> None:
+    """Load the in-memory catalog, then leave what is loaded by now out of the
+    garbage collector's full passes: hundreds of thousands of long-lived objects
+    (the search index) would otherwise make each one a pause of 100 ms or more."""
+    await catalog.warm_up()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

@@ -90,11 +90,14 @@ class CatalogTable:
             self._columns = None
 
     def prepare(self) -> None:
-        """Derive the columns and every ordering now rather than in the next search."""
+        """Derive the columns, every ordering and every summary now rather than in
+        the next searches."""
         columns = self._derived()
         for key in _SORT_KEYS:
             for direction in ("asc", "desc"):
                 columns.rank(key, direction)
+        for listing in columns.listings:
+            listing.summary()
 
     def rated(self, series: int, rating: float | None) -> bool:
         """Whether the series is listed with this average rating."""
