@@ -1,6 +1,8 @@
 """Read models across processes: two api processes on PostgreSQL + Redis; a write
 acknowledged by one (admin PATCH, a score, a sync import in a third process) is in
-the very next read on the other, though that one had the series cached."""
+the very next read on the other, though that one had the series cached, and in its
+next search (answered from its in-memory catalog): a score moves the series in the
+rating order at once."""
 
 from __future__ import annotations
 
@@ -31,6 +33,15 @@ async def read(api: httpx.AsyncClient, manga_id: int) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+async def by_rating(api: httpx.AsyncClient, word: str, **params: str) -> list[int]:
+    """The ids of the series matching ``word``, best rated first (or ``order``)."""
+    r = await api.get(
+        "/api/manga/advanced-search", params={"q": word, "sort_by": "rating", **params}
+    )
+    assert r.status_code == 200, r.text
+    return [item["id"] for item in r.json()["data"]]
 
 
 async def token(api: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
@@ -80,9 +91,20 @@ async def test_every_writer_is_seen_by_the_next_read_on_another_process(
             )
             assert r.status_code == 201, r.text
             user = await token(one, name, "pw-123456789")
+            r = await one.post(
+                "/api/manga", json={"title": f"{word} Other", "status": "ongoing"}, headers=admin
+            )
+            assert r.status_code == 201, r.text
+            other_id = r.json()["id"]
+            assert await by_rating(two, word) == [manga_id, other_id]  # unrated: by id
             r = await one.put(f"/api/manga/{manga_id}/rating", json={"score": 9}, headers=user)
             assert r.status_code == 200, r.text
             assert (await read(two, manga_id))["average_rating"] == 9.0
+            # A score keeps updated_at: only its event can move the series in search.
+            r = await one.put(f"/api/manga/{other_id}/rating", json={"score": 10}, headers=user)
+            assert r.status_code == 200, r.text
+            assert await by_rating(two, word) == [other_id, manga_id]
+            assert await by_rating(two, word, order="asc") == [manga_id, other_id]
 
             # A sync import in a third process (this test's runtime, on the same bus).
             mangadex_id = str(uuid.uuid4())
