@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -43,6 +43,11 @@ from mangahub.storage.models import Genre, Manga, MangaGenre
 REREAD_MARGIN = timedelta(seconds=60)
 # Matches one search ranks at most; enough for any reader.
 MAX_MATCHES = 5000
+
+# Text queries whose matches are remembered, and the ids they may hold in all
+# (8 bytes each: at most 8 MB; the ids themselves are the index's).
+MAX_REMEMBERED = 4096
+MAX_REMEMBERED_IDS = 1_000_000
 
 # More series than this are read again all at once (not as a list of ids).
 MAX_NAMED = 1000
@@ -66,6 +71,9 @@ class LiveIndex:
         # Series named by change events and not read again yet; True: all of them.
         self._pending: set[int] = set()
         self._pending_all = False
+        # (query, ranked) → matching ids, most recent last (see matching_ids).
+        self._matched: OrderedDict[tuple[str, bool], list[int]] = OrderedDict()
+        self._matched_ids = 0
 
     def invalidate(self) -> None:
         """The catalog changed (committed): check the stamp before the next search."""
@@ -91,10 +99,22 @@ class LiveIndex:
         return [entry for entry in found if entry is not None]
 
     def matching_ids(self, query: str, *, ranked: bool) -> list[int]:
-        """The ids of :meth:`matches`; best first only if ``ranked``."""
-        if ranked:
-            return self._index.search(query, MAX_MATCHES)
-        return self._index.matching(query, MAX_MATCHES)
+        """The ids of :meth:`matches`; best first only if ``ranked``. Remembered
+        until the index changes: paging or re-sorting one query repeats it."""
+        key = (query, ranked)
+        found = self._matched.get(key)
+        if found is None:
+            if ranked:
+                found = self._index.search(query, MAX_MATCHES)
+            else:
+                found = self._index.matching(query, MAX_MATCHES)
+            self._matched[key] = found
+            self._matched_ids += len(found)
+            while len(self._matched) > MAX_REMEMBERED or self._matched_ids > MAX_REMEMBERED_IDS:
+                self._matched_ids -= len(self._matched.popitem(last=False)[1])
+        else:
+            self._matched.move_to_end(key)
+        return found
 
     def due(self) -> bool:
         """Whether the next search must first look at the database (or wait for a
@@ -183,12 +203,20 @@ class LiveIndex:
 
     def _put(self, series: list[tuple[Entry, Listing]]) -> None:
         # Only changed entries are indexed again (a full re-read keeps the rest).
-        self._index.put(entry for entry, _ in series if self._index.entry(entry.id) != entry)
+        changed = [entry for entry, _ in series if self._index.entry(entry.id) != entry]
+        if changed:
+            self._index.put(changed)
+            self._forget_matches()
         self.table.put(listing for _, listing in series)
 
     def _remove(self, series: int) -> None:
         self._index.remove(series)
         self.table.remove(series)
+        self._forget_matches()
+
+    def _forget_matches(self) -> None:
+        self._matched.clear()
+        self._matched_ids = 0
 
 
 async def _stamp(s: Reader) -> Stamp:
