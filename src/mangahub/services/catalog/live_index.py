@@ -71,6 +71,8 @@ class LiveIndex:
         # Series named by change events and not read again yet; True: all of them.
         self._pending: set[int] = set()
         self._pending_all = False
+        # A re-read is running that searches must wait for (see due()).
+        self._awaited = False
         # (query, ranked) → matching ids, most recent last (see matching_ids).
         self._matched: OrderedDict[tuple[str, bool], list[int]] = OrderedDict()
         self._matched_ids = 0
@@ -117,9 +119,9 @@ class LiveIndex:
         return found
 
     def due(self) -> bool:
-        """Whether the next search must first look at the database (or wait for a
-        re-read that is running)."""
-        return self._lock.locked() or self._stale()
+        """Whether the next search must first look at the database, or wait for a
+        re-read of changes announced before it (not for a periodic stamp check)."""
+        return self._awaited or self._stale()
 
     def _stale(self) -> bool:
         return (
@@ -146,9 +148,11 @@ class LiveIndex:
                     await self._catch_up(s)
 
     async def _catch_up(self, s: Reader) -> None:
+        announced = self._checked_at == -math.inf  # by invalidate() or changed()
         self._checked_at = time.monotonic()  # before the reads: a change meanwhile wins
         named, self._pending = self._pending, set()
         everything, self._pending_all = self._pending_all, False
+        self._awaited = announced or self._stamp is None or everything or bool(named)
         try:
             stamp = await _stamp(s)
             if everything:
@@ -163,6 +167,8 @@ class LiveIndex:
             self._pending_all |= everything
             self.invalidate()
             raise
+        finally:
+            self._awaited = False
         self._index.prepare()
 
     async def _read_changed(self, s: Reader, stamp: Stamp) -> None:
