@@ -45,6 +45,7 @@ async def test_plain_requests_get_the_routes_bytes(
     assert fast.status_code == routed.status_code == 200, fast.text
     assert fast.content == routed.content
     assert fast.headers["content-type"] == routed.headers["content-type"]
+    assert sorted(fast.headers) == sorted(routed.headers)  # request id, security headers
     assert fast.json()["data"], url
 
 
