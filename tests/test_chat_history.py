@@ -165,6 +165,27 @@ async def test_post_to_an_unknown_room_is_not_found(make_user: MakeUser, runtime
         await runtime.chat.post(uuid.UUID(user.id), UNKNOWN_MANGA, "hello")
 
 
+async def test_post_by_an_unknown_user_is_not_found_and_stores_nothing(
+    runtime: Runtime,
+) -> None:
+    room = await new_manga(runtime)
+    with pytest.raises(NotFound) as caught:
+        await runtime.chat.post(uuid.uuid4(), room, "hello")
+    assert caught.value.message == "user not found"
+    with pytest.raises(NotFound) as unknown_room:
+        await runtime.chat.post(uuid.uuid4(), UNKNOWN_MANGA, "hello")
+    assert unknown_room.value.message == "manga not found"
+    assert await runtime.chat.recent(room) == []
+
+
+async def test_post_returns_what_was_stored(make_user: MakeUser, runtime: Runtime) -> None:
+    user = await make_user()
+    room = await new_manga(runtime)
+    posted = await runtime.chat.post(uuid.UUID(user.id), room, "stored as sent")
+    assert await runtime.chat.recent(room) == [posted]
+    assert posted.username == user.username
+
+
 async def test_recent_is_oldest_first(make_user: MakeUser, runtime: Runtime) -> None:
     user = await make_user()
     room = await new_manga(runtime)

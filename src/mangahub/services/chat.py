@@ -11,21 +11,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Integer, Select, Text, exists, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from mangahub.bus import EventBus
-from mangahub.domain.errors import ValidationFailed
+from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_TEXT_LENGTH, ChatMessagePublic
 from mangahub.services._common import (
     MAX_ROW_ID,
+    manga_not_found,
     publish_after_commit,
     require_manga,
     require_username,
+    valid_id,
     validate_text,
 )
 from mangahub.storage.database import Database
-from mangahub.storage.models import ChatMessage, User
+from mangahub.storage.models import ChatMessage, Manga, User
+from mangahub.storage.types import UTCDateTime, utcnow
 
 MAX_HISTORY = 100
 RECENT_DEFAULT = 50
@@ -45,19 +49,25 @@ class ChatService:
                 details=[{"field": "content", "message": f"{len(content)} characters"}],
             )
         content = validate_text(content, "content")
+        if not valid_id(room_id):
+            raise manga_not_found(room_id)
+        created_at = utcnow()
+        # One statement: the insert happens only if the room and the author exist, and
+        # returns the author's current name (no separate checks, no ORM unit of work).
         async with self._db.session() as s:
-            await require_manga(s, room_id)
-            username = await require_username(s, user_id)
-            row = ChatMessage(room_id=room_id, user_id=user_id, content=content)
-            s.add(row)
-            await s.flush()
+            stored = (await s.execute(_insert(user_id, room_id, content, created_at))).first()
+            if stored is None:  # say which one is missing
+                await require_manga(s, room_id)
+                await require_username(s, user_id)
+                raise NotFound("user not found")  # both went away meanwhile
+            message_id, username = stored
         message = ChatMessagePublic(
-            id=row.id,
+            id=message_id,
             room_id=room_id,
             user_id=user_id,
             username=username,
             content=content,
-            timestamp=row.created_at,
+            timestamp=created_at,
         )
         event = {"type": "chat", **message.model_dump(mode="json")}
         await publish_after_commit(self._bus, f"chat:{room_id}", event)
@@ -97,6 +107,25 @@ async def _newest(
         stmt = stmt.where(ChatMessage.id < before)
     rows = await s.execute(stmt.order_by(ChatMessage.id.desc()).limit(limit))
     return [ChatMessagePublic.model_validate(r) for r in rows]
+
+
+def _insert(
+    user_id: uuid.UUID, room_id: int, content: str, created_at: datetime
+) -> ReturningInsert[int, str]:
+    """INSERT … SELECT … RETURNING (id, the author's name): no row when the room's
+    manga or the author does not exist."""
+    values = select(
+        literal(room_id, Integer),
+        User.id,
+        literal(content, Text),
+        literal(created_at, UTCDateTime),
+    ).where(User.id == user_id, exists().where(Manga.id == room_id))
+    author = select(User.username).where(User.id == user_id).scalar_subquery()
+    return (
+        insert(ChatMessage)
+        .from_select(["room_id", "user_id", "content", "created_at"], values)
+        .returning(ChatMessage.id, author)
+    )
 
 
 def _message_columns() -> Select[int, int, uuid.UUID, str, str, datetime]:
