@@ -63,7 +63,9 @@ class Client:
         self._limit = queue_size
         self._low = max(1, queue_size // 2)
         self._queue: deque[str] = deque()
-        self._readable = asyncio.Event()
+        # The idle writer waits on this future; whoever queues a frame resolves it (a
+        # bare future: an Event costs a waiter list and a clear per frame).
+        self._wakeup: asyncio.Future[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._close_reason = ""
@@ -96,7 +98,7 @@ class Client:
             self.abort(CloseCode.POLICY, "send queue overflow")
             return False
         self._queue.append(text)
-        self._readable.set()
+        self._wake_writer()
         return True
 
     async def send(self, text: str) -> None:
@@ -106,7 +108,7 @@ class Client:
             await self._room.wait()
         if not self.closing:
             self._queue.append(text)
-            self._readable.set()
+            self._wake_writer()
 
     # -- session lifetime -----------------------------------------------------------------
 
@@ -171,8 +173,15 @@ class Client:
         peer's next frame."""
         self._read_timeout = timeout
 
+    def _wake_writer(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
     def _wake_all(self) -> None:
-        self._readable.set()
+        self._wake_writer()
         self._room.set()
         timeout = self._read_timeout
         if timeout is not None and not timeout.expired():
@@ -182,11 +191,12 @@ class Client:
     # -- the writer task ------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 while not self._queue and not self.closing:
-                    self._readable.clear()
-                    await self._readable.wait()
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
                 if not self._queue:
                     break
                 text = self._queue.popleft()

@@ -64,6 +64,8 @@ _DEDUPE_SECONDS = 10.0
 """How long a joiner's history ids are kept to drop late broadcasts of the same messages."""
 _BUS_QUEUE = 4096
 """Events buffered per room/user subscription; the pumps never block, so this is slack."""
+_BURST_SHARE = 16
+"""A room pump lets the members' writers run at least every ``send_queue // 16`` events."""
 
 
 class ChatRooms(Protocol):
@@ -407,6 +409,7 @@ class Hub:
     async def _room_pump(self, room: _Room) -> None:
         """Bus → members. Never awaits a client."""
         missed = room.subscription.dropped
+        burst, max_burst = 0, max(1, self.config.send_queue // _BURST_SHARE)
         async for _, event in room.subscription:
             if room.subscription.dropped != missed:
                 missed = room.subscription.dropped
@@ -434,9 +437,13 @@ class Hub:
                     member.pending.append((message_id, text))
                 else:
                     client.abort(CloseCode.POLICY, "send queue overflow")
-            # Let the writers run between events: a burst of events (a busy Redis
-            # read) would otherwise pile up in every queue before any could drain.
-            await asyncio.sleep(0)
+            # Let the writers run every few events of a burst (a busy Redis read): each
+            # then sends a few frames per wake-up, and a queue grows by a small share
+            # of its bound at most before its writer can drain it.
+            burst += 1
+            if burst >= max_burst:
+                burst = 0
+                await asyncio.sleep(0)
 
     # -- presence ---------------------------------------------------------------------
 

@@ -41,6 +41,10 @@ class KeepAliveApp(FastAPI):
         inner = super().build_middleware_stack()
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                # WebSocket frames (a chat fan-out sends one per member) skip the wrapper.
+                await inner(scope, receive, send)
+                return
             answered = False
 
             async def tracked(message: Message) -> None:
