@@ -12,6 +12,8 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.services.chat_store import MessageStore, NewMessage, StoredMessage
+from mangahub.storage.types import utcnow
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -184,6 +186,46 @@ async def test_post_returns_what_was_stored(make_user: MakeUser, runtime: Runtim
     posted = await runtime.chat.post(uuid.UUID(user.id), room, "stored as sent")
     assert await runtime.chat.recent(room) == [posted]
     assert posted.username == user.username
+
+
+async def test_concurrent_posts_share_transactions_in_order(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    room, other = await new_manga(runtime), await new_manga(runtime)
+    store = MessageStore(runtime.db)
+    authors = [uuid.UUID(alice.id), uuid.UUID(bob.id), uuid.uuid4()]  # the last is unknown
+    messages = [
+        NewMessage(authors[i % 3], (room, other, UNKNOWN_MANGA)[i % 4 % 3], f"m{i}", utcnow())
+        for i in range(24)
+    ]
+    results = await asyncio.gather(*(store.store(m) for m in messages), return_exceptions=True)
+    assert store.transactions < len(messages)  # shared
+    stored_ids = []
+    for message, result in zip(messages, results, strict=True):
+        if message.room_id == UNKNOWN_MANGA:
+            assert isinstance(result, NotFound) and result.message == "manga not found"
+        elif message.user_id == authors[2]:
+            assert isinstance(result, NotFound) and result.message == "user not found"
+        else:
+            assert isinstance(result, StoredMessage), result
+            author = alice if message.user_id == authors[0] else bob
+            assert result.username == author.username
+            stored_ids.append(result.id)
+    assert stored_ids == sorted(stored_ids)  # ids in submission order
+    history = {
+        m.id: m for m in [*await runtime.chat.recent(room), *await runtime.chat.recent(other)]
+    }
+    assert sorted(history) == sorted(stored_ids)
+    for message, result in zip(messages, results, strict=True):
+        if isinstance(result, StoredMessage):
+            kept = history[result.id]
+            assert (kept.room_id, kept.user_id, kept.content, kept.timestamp) == (
+                message.room_id,
+                message.user_id,
+                message.content,
+                message.created_at,
+            )
 
 
 async def test_recent_is_oldest_first(make_user: MakeUser, runtime: Runtime) -> None:

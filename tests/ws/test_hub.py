@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,11 @@ class FakeChat:
             f"chat:{room_id}", {"type": "chat", **message.model_dump(mode="json")}
         )
         return message
+
+    def submit(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> Coroutine[Any, Any, ChatMessagePublic]:
+        return self.post(user_id, room_id, content)
 
     async def recent(self, room_id: int, n: int = 50) -> list[ChatMessagePublic]:
         if room_id not in self.rooms:

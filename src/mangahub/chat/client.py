@@ -24,9 +24,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from typing import Protocol
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Protocol
 
-from mangahub.chat.protocol import EXPIRED_TEXT, CloseCode
+from mangahub.chat.protocol import EXPIRED_TEXT, CloseCode, encode, error
+from mangahub.domain.errors import MangaHubError
 from mangahub.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class Client:
         self._close_reason = ""
         self._close_timeout = close_timeout
         self._sending = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._read_timeout: asyncio.Timeout | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{username}")
@@ -109,6 +112,37 @@ class Client:
         if not self.closing:
             self._queue.append(text)
             self._wake_writer()
+
+    async def reply_errors(self, action: Awaitable[object]) -> None:
+        """Await ``action`` (the handling of one of the client's messages); a domain
+        error becomes an error message to the client, and the connection stays."""
+        try:
+            await action
+        except MangaHubError as exc:
+            await self.send(encode(error(exc.code, exc.message)))
+        except Exception:
+            log.exception("chat: failed to handle a message from %s", self.username)
+            await self.send(encode(error("internal", "internal error")))
+
+    # -- work beside the reader -----------------------------------------------------------
+
+    async def room_for_task(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` of this client's tasks (see :meth:`start`) run:
+        the reader stops taking frames from a client that outpaces its own work."""
+        while len(self._tasks) >= limit:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    def start(self, action: Coroutine[Any, Any, object]) -> None:
+        """Run ``action`` beside the reader (a chat message being stored), its errors
+        answered as by :meth:`reply_errors`."""
+        task = asyncio.create_task(self.reply_errors(action))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_tasks(self, timeout: float) -> None:
+        """Let this client's running tasks finish (at most ``timeout`` seconds)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
 
     # -- session lifetime -----------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +64,8 @@ _DEDUPE_SECONDS = 10.0
 """How long a joiner's history ids are kept to drop late broadcasts of the same messages."""
 _BUS_QUEUE = 4096
 """Events buffered per room/user subscription; the pumps never block, so this is slack."""
+_POSTS_IN_FLIGHT = 16
+"""Chat messages of one connection being stored at once; its reader waits beyond that."""
 _BURST_SHARE = 16
 """A room pump lets the members' writers run at least every ``send_queue // 16`` events."""
 
@@ -72,6 +74,12 @@ class ChatRooms(Protocol):
     """What the hub needs from ``ChatService``."""
 
     async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic: ...
+    def submit(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> Coroutine[Any, Any, ChatMessagePublic]:
+        """Check and queue now; the coroutine stores and publishes (``ChatService.submit``)."""
+        ...
+
     async def recent(self, room_id: int, n: int = ...) -> list[ChatMessagePublic]: ...
 
 
@@ -201,6 +209,8 @@ class Hub:
     async def disconnect(self, client: Client) -> None:
         """The connection ended (either side): leave its rooms (announcing it), let an
         orderly close finish, free the user's feed if it was the last connection."""
+        # Messages the client sent before going are stored and reach the room first.
+        await client.wait_tasks(self.config.close_timeout)
         for room_id in list(client.rooms):
             await self._leave(client, room_id, announce=True)
         if client.closing:
@@ -259,7 +269,7 @@ class Hub:
         if isinstance(message, protocol.Join):
             await self.join(client, message.room_id)
         elif isinstance(message, protocol.Chat):
-            await self.post(client, self._resolve_room(client, message.room_id), message.content)
+            await self._start_post(client, self._resolve_room(client, message.room_id), message)
         elif isinstance(message, protocol.Leave):
             await self.leave(client, self._resolve_room(client, message.room_id))
         elif isinstance(message, protocol.Ping):
@@ -340,12 +350,24 @@ class Hub:
     async def post(self, client: Client, room_id: int, content: str) -> None:
         """Store and broadcast a chat message (ChatService publishes it on the bus, which
         brings it back to every member, the sender included)."""
+        self._may_post(client, room_id)
+        await self._chat.post(client.user_id, room_id, content)
+
+    async def _start_post(self, client: Client, room_id: int, message: protocol.Chat) -> None:
+        """:meth:`post` without waiting for the commit: the reader goes on with the
+        client's next frames, so a burst of messages shares transactions. Checks and
+        content errors are answered at once; up to ``_POSTS_IN_FLIGHT`` messages of a
+        connection are being stored at a time, in the order sent."""
+        self._may_post(client, room_id)
+        await client.room_for_task(_POSTS_IN_FLIGHT)
+        client.start(self._chat.submit(client.user_id, room_id, message.content))
+
+    def _may_post(self, client: Client, room_id: int) -> None:
         if room_id not in client.rooms:
             raise Forbidden(f"join room {room_id} before chatting in it")
         feed = self._feeds.get(client.user_id)
         if feed is not None and not feed.chat_bucket.take():
             raise _rate_limited("too many chat messages", feed.chat_bucket)
-        await self._chat.post(client.user_id, room_id, content)
 
     # -- rooms ------------------------------------------------------------------------
 

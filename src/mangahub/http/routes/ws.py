@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -103,7 +102,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         client.expire_in(principal.seconds_left())  # moved by each renewal
         manga_id = websocket.query_params.get("manga_id")
         if manga_id is not None:
-            await _reply_errors(client, _join_from_query(hub, client, manga_id))
+            await client.reply_errors(_join_from_query(hub, client, manga_id))
         await _read_loop(websocket, hub, client)
     except Exception:
         log.exception("chat: connection of %s failed", principal.username)
@@ -148,18 +147,7 @@ async def _read_loop(websocket: WebSocket, hub: Hub, client: Client) -> None:
         if raw is None:
             raw = message.get("bytes")
         if raw is not None:
-            await _reply_errors(client, hub.receive(client, raw))
-
-
-async def _reply_errors(client: Client, action: Awaitable[None]) -> None:
-    """Await ``action``; a domain error becomes an error message, the connection stays."""
-    try:
-        await action
-    except MangaHubError as exc:
-        await client.send(protocol.encode(protocol.error(exc.code, exc.message)))
-    except Exception:
-        log.exception("chat: failed to handle a message from %s", client.username)
-        await client.send(protocol.encode(protocol.error("internal", "internal error")))
+            await client.reply_errors(hub.receive(client, raw))
 
 
 # --- authentication ----------------------------------------------------------------------
