@@ -21,7 +21,8 @@ library; all processes read one clock (CLOCK_MONOTONIC is system-wide).
 
 The MangaHub server raises the per-user chat rate limit (5 msg/s by default) for the
 run: a single sender is the point of the fan-out test. Every chat message is still
-validated, stored (one SQLite commit each) and fanned out through the event bus.
+validated, stored (a commit per message, or per batch of messages that arrive while
+one is being committed) and fanned out through the event bus.
 
     .venv/bin/python bench/ws_bench.py                 # default run, about a minute
     .venv/bin/python bench/ws_bench.py --quick         # smoke run

@@ -72,7 +72,9 @@ class _Socket:
         self._ws = websocket
 
     async def send_text(self, text: str) -> None:
-        await self._ws.send_text(text)
+        # The ASGI message straight away (what ``send_text`` builds): one frame per
+        # member of a broadcast goes through here.
+        await self._ws.send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
