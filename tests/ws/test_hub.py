@@ -30,6 +30,7 @@ class FakeChat:
         self.rooms = rooms
         self.stored: dict[int, list[ChatMessagePublic]] = {}
         self.before_snapshot: Callable[[], Any] | None = None
+        self.gate: asyncio.Event | None = None
         self._ids = itertools.count(1)
 
     async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic:
@@ -52,7 +53,14 @@ class FakeChat:
     def submit(
         self, user_id: uuid.UUID, room_id: int, content: str
     ) -> Coroutine[Any, Any, ChatMessagePublic]:
-        return self.post(user_id, room_id, content)
+        return self._store_after_gate(user_id, room_id, content)
+
+    async def _store_after_gate(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> ChatMessagePublic:
+        if self.gate is not None:
+            await self.gate.wait()  # a slow store: the commit has not happened yet
+        return await self.post(user_id, room_id, content)
 
     async def recent(self, room_id: int, n: int = 50) -> list[ChatMessagePublic]:
         if room_id not in self.rooms:
@@ -193,6 +201,45 @@ async def test_a_message_broadcast_before_the_history_snapshot_is_not_lost(
     await socket.wait_for(lambda f: any(m.get("content") == "elsewhere" for m in f))
     types = [m["type"] for m in socket.frames]
     assert types.index("history") < types.index("chat")  # history first, then the rest
+
+
+def chat_frame(content: str) -> bytes:
+    return orjson.dumps({"type": "chat", "room_id": ROOM, "content": content})
+
+
+async def test_a_connection_is_read_on_while_its_messages_are_stored_up_to_a_bound(
+    chat: FakeChat, bus: MemoryBus
+) -> None:
+    hub = Hub(chat, bus, ChatConfig(chat_rate=1000, chat_burst=100, message_burst=100))
+    client, socket = await connect(hub, "alice")
+    await hub.join(client, ROOM)
+    chat.gate = asyncio.Event()
+    for i in range(16):  # none stored yet, and the reader is not held up
+        await hub.receive(client, chat_frame(f"m{i}"))
+    seventeenth = asyncio.create_task(hub.receive(client, chat_frame("m16")))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not seventeenth.done()  # 16 in flight: the reader waits for one to be stored
+    assert chat.stored.get(ROOM, []) == []
+    chat.gate.set()
+    await seventeenth
+    await socket.wait_for(lambda f: len([m for m in f if m["type"] == "chat"]) == 17)
+    assert [m["content"] for m in socket.of_type("chat")] == [f"m{i}" for i in range(17)]
+    await hub.close_all(timeout=1)
+
+
+async def test_an_error_found_while_storing_is_answered_and_the_connection_stays(
+    hub: Hub, chat: FakeChat
+) -> None:
+    client, socket = await connect(hub, "alice")
+    await hub.join(client, ROOM)
+    chat.rooms.discard(ROOM)  # the series was deleted after the join
+    await hub.receive(client, chat_frame("hello"))
+    await socket.wait_for(lambda f: any(m["type"] == "error" for m in f))
+    [error] = socket.of_type("error")
+    assert error["code"] == "not_found"
+    assert not client.closing
+    assert socket.of_type("chat") == []
 
 
 async def test_unknown_room_is_not_found_and_leaves_nothing_behind(hub: Hub) -> None:
