@@ -73,7 +73,6 @@ _BURST_SHARE = 16
 class ChatRooms(Protocol):
     """What the hub needs from ``ChatService``."""
 
-    async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic: ...
     def submit(
         self, user_id: uuid.UUID, room_id: int, content: str
     ) -> Coroutine[Any, Any, ChatMessagePublic]:
@@ -347,17 +346,13 @@ class Hub:
             raise BadRequest(f"not in room {room_id}")
         await self._leave(client, room_id, announce=True)
 
-    async def post(self, client: Client, room_id: int, content: str) -> None:
-        """Store and broadcast a chat message (ChatService publishes it on the bus, which
-        brings it back to every member, the sender included)."""
-        self._may_post(client, room_id)
-        await self._chat.post(client.user_id, room_id, content)
-
     async def _start_post(self, client: Client, room_id: int, message: protocol.Chat) -> None:
-        """:meth:`post` without waiting for the commit: the reader goes on with the
-        client's next frames, so a burst of messages shares transactions. Checks and
-        content errors are answered at once; up to ``_POSTS_IN_FLIGHT`` messages of a
-        connection are being stored at a time, in the order sent."""
+        """Store and broadcast a chat message (ChatService publishes it on the bus, which
+        brings it back to every member, the sender included) without waiting for the
+        commit: the reader goes on with the client's next frames, so a burst of
+        messages shares transactions. Checks and content errors are answered at once;
+        up to ``_POSTS_IN_FLIGHT`` messages of a connection are being stored at a time,
+        in the order sent."""
         self._may_post(client, room_id)
         await client.room_for_task(_POSTS_IN_FLIGHT)
         client.start(self._chat.submit(client.user_id, room_id, message.content))
