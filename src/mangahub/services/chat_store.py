@@ -26,8 +26,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Integer, Text, exists, insert, literal, select
+from sqlalchemy import Integer, Table, Text, exists, insert, literal, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
@@ -40,6 +41,8 @@ from mangahub.storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
+# The table itself: Core inserts, no ORM bulk-persistence layer on the hot path.
+MESSAGES = cast(Table, ChatMessage.__table__)
 MAX_BATCH = 64
 """Messages per transaction at most (a multi-row INSERT stays small)."""
 
@@ -158,7 +161,7 @@ class MessageStore:
             if rows:
                 ids = (
                     await s.execute(
-                        insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True),
+                        insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
                         [
                             {
                                 "room_id": w.message.room_id,
@@ -202,9 +205,9 @@ def _insert_one(m: NewMessage) -> ReturningInsert[int, str]:
     ).where(User.id == m.user_id, exists().where(Manga.id == m.room_id))
     author = select(User.username).where(User.id == m.user_id).scalar_subquery()
     return (
-        insert(ChatMessage)
+        insert(MESSAGES)
         .from_select(["room_id", "user_id", "content", "created_at"], values)
-        .returning(ChatMessage.id, author)
+        .returning(MESSAGES.c.id, author)
     )
 
 
