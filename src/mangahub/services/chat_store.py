@@ -113,6 +113,8 @@ class MessageStore:
             self._writer = None
 
     async def _write(self, batch: list[_Waiting]) -> None:
+        if not batch:  # every caller went away before its turn
+            return
         try:
             if len(batch) == 1:
                 await self._write_one(batch[0])
