@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -120,6 +120,10 @@ class Subscription:
 
 class EventBus(Protocol):
     async def publish(self, topic: str, event: Event) -> None: ...
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        """Publish each (topic, event) in this order; one Redis round trip for all."""
+        ...
+
     async def subscribe(
         self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
     ) -> Subscription: ...
@@ -197,6 +201,10 @@ class MemoryBus:
     async def publish(self, topic: str, event: Event) -> None:
         self._fanout.dispatch(topic, event)
 
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        for topic, event in events:
+            self._fanout.dispatch(topic, event)
+
     async def subscribe(
         self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
     ) -> Subscription:
@@ -255,26 +263,32 @@ class RedisBus:
         return self._connected
 
     async def publish(self, topic: str, event: Event) -> None:
+        await self.publish_many([(topic, event)])
+
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
         # Local taps at once: this process's next read must already see the change
         # (the Redis echo calls them again; tap listeners are idempotent).
-        for listener in self._fanout.taps.get(topic, ()):
-            listener(event)
+        for topic, event in events:
+            for listener in self._fanout.taps.get(topic, ()):
+                listener(event)
         # Before start() (start-up work) Redis is tried too: other processes may listen.
         if self._connected or self._reader is None:
             try:
-                await self._send(self._prefix + topic, orjson.dumps(event))
+                await self._send([(self._prefix + t, orjson.dumps(e)) for t, e in events])
                 return
             except REDIS_DOWN_ERRORS as exc:
                 self._lost("publish", exc)
-        self._fanout.dispatch(topic, event)
+        for topic, event in events:
+            self._fanout.dispatch(topic, event)
 
-    async def _send(self, channel: str, data: bytes) -> None:
-        """PUBLISH, pipelined: one pipeline is in flight at a time, and every publish
-        made meanwhile goes out in the next one, so N concurrent publishers (a group
-        commit's pushes, a fan-out) cost about one round trip, not N. Publishes reach
-        Redis in the order they were made; each caller gets its own outcome."""
+    async def _send(self, messages: list[tuple[str, bytes]]) -> None:
+        """PUBLISH each (channel, data), pipelined: one pipeline is in flight at a time,
+        and every publish made meanwhile goes out in the next one, so N concurrent
+        publishers (a group commit's pushes, a fan-out) cost about one round trip, not
+        N. Publishes reach Redis in the order they were made; each caller gets its own
+        outcome."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((channel, data, future))
+        self._outbox.extend((channel, data, future) for channel, data in messages)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all(), name="redis-bus-publish")
         await future

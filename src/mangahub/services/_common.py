@@ -4,7 +4,6 @@ notifications, chat). Nothing here knows about a door; everything raises domain 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -200,9 +199,11 @@ async def publish_after_commit(bus: EventBus, topic: str, event: Event) -> None:
 
 
 async def publish_all_after_commit(bus: EventBus, events: Sequence[tuple[str, Event]]) -> None:
-    """:func:`publish_after_commit` of many events, in this order, all started at once
-    (a Redis bus sends what is published meanwhile in one pipeline)."""
-    if len(events) == 1:
-        await publish_after_commit(bus, *events[0])
-    elif events:
-        await asyncio.gather(*(publish_after_commit(bus, t, e) for t, e in events))
+    """:func:`publish_after_commit` of many events, in this order, in one go (one Redis
+    pipeline)."""
+    if not events:
+        return
+    try:
+        await bus.publish_many(events)
+    except Exception:
+        log.warning("event bus: could not publish %d events", len(events), exc_info=True)

@@ -28,7 +28,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import Event, EventBus
@@ -73,6 +73,28 @@ _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
 _ENTRIES = cast(Table, ReadingEntry.__table__)
 _USERS = cast(Table, User.__table__)
+
+# The group commit's statements, built once (SQLAlchemy caches their compiled form;
+# building them anew costs more than running them for a batch of one).
+_SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding=True)))
+_CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _STORED)).where(
+    tuple_(_ENTRIES.c.user_id, _ENTRIES.c.manga_id).in_(bindparam("keys", expanding=True))
+)
+_NEXT_VERSIONS = (
+    update(_USERS)
+    .values(progress_seq=_USERS.c.progress_seq + 1)
+    .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
+    .returning(_USERS.c.id, _USERS.c.progress_seq)
+)
+_UPSERTS = {
+    dialect: upsert_rows(
+        dialect,
+        _ENTRIES,
+        keys=("user_id", "manga_id"),
+        update=[c for c in _STORED if c != "added_at"],
+    )
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 class WriteMode(StrEnum):
@@ -496,15 +518,7 @@ async def _store(
         done[i] = dict(entry)
     if stored:
         # One statement run for every row (compiled once, whatever the batch size).
-        await s.execute(
-            upsert_rows(
-                dialect,
-                _ENTRIES,
-                keys=("user_id", "manga_id"),
-                update=[c for c in _STORED if c != "added_at"],
-            ),
-            [_row(key, entry) for key, entry in stored.items()],
-        )
+        await s.execute(_UPSERTS[dialect], [_row(key, entry) for key, entry in stored.items()])
     if scored:
         averages = await recompute_averages(s, scored)
         for manga_id, average in averages.items():
@@ -568,22 +582,25 @@ async def _take_versions(
     last: dict[uuid.UUID, int] = {}
     if per_user:
         users = _USERS.c
-        step: Any = 1
-        if any(n != 1 for n in per_user.values()):
-            step = case(*((users.id == u, n) for u, n in per_user.items()), else_=0)
-        stmt = update(_USERS).values(progress_seq=users.progress_seq + step)
-        if dialect == "postgresql":
-            locked = (
-                select(users.id)
-                .where(users.id.in_(list(per_user)))
-                .order_by(users.id)
-                .with_for_update()
-                .subquery()
-            )
-            stmt = stmt.where(users.id == locked.c.id)
+        if dialect != "postgresql" and all(n == 1 for n in per_user.values()):
+            rows = await s.execute(_NEXT_VERSIONS, {"ids": list(per_user)})
         else:
-            stmt = stmt.where(users.id.in_(list(per_user)))
-        rows = await s.execute(stmt.returning(users.id, users.progress_seq))
+            step: Any = 1
+            if any(n != 1 for n in per_user.values()):
+                step = case(*((users.id == u, n) for u, n in per_user.items()), else_=0)
+            stmt = update(_USERS).values(progress_seq=users.progress_seq + step)
+            if dialect == "postgresql":
+                locked = (
+                    select(users.id)
+                    .where(users.id.in_(list(per_user)))
+                    .order_by(users.id)
+                    .with_for_update()
+                    .subquery()
+                )
+                stmt = stmt.where(users.id == locked.c.id)
+            else:
+                stmt = stmt.where(users.id.in_(list(per_user)))
+            rows = await s.execute(stmt.returning(users.id, users.progress_seq))
         last = {row[0]: row[1] for row in rows.all()}
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
@@ -613,19 +630,14 @@ async def _load_series(s: AsyncSession, manga_ids: set[int]) -> dict[int, MangaS
     if not manga_ids:
         return {}
     conn = await s.connection()
-    rows = (await conn.execute(select(*SUMMARY_COLUMNS).where(Manga.id.in_(manga_ids)))).all()
+    rows = (await conn.execute(_SERIES, {"ids": list(manga_ids)})).all()
     return {m.id: m for m in await summaries(conn, rows)}
 
 
 async def _load_entries(s: AsyncSession, keys: set[_Key]) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
-    columns = [getattr(ReadingEntry, name) for name in _STORED]
-    rows = await s.execute(
-        select(ReadingEntry.user_id, ReadingEntry.manga_id, *columns).where(
-            tuple_(ReadingEntry.user_id, ReadingEntry.manga_id).in_(list(keys))
-        )
-    )
+    rows = await s.execute(_CURRENT, {"keys": list(keys)})
     return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows.all()}
 
 

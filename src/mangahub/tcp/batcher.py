@@ -136,7 +136,7 @@ class ProgressBatcher(Generic[R]):
     async def _commit(self, batch: list[_Pending[R]]) -> None:
         if not batch:
             return
-        if self._write_many is not None and len(batch) > 1:
+        if self._write_many is not None:
             try:
                 results = await self._write_many([p.write for p in batch])
             except (IntegrityError, DataError):
