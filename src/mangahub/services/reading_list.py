@@ -28,7 +28,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import Event, EventBus
@@ -80,9 +90,15 @@ _SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding
 _CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _STORED)).where(
     tuple_(_ENTRIES.c.user_id, _ENTRIES.c.manga_id).in_(bindparam("keys", expanding=True))
 )
-_NEXT_VERSIONS = (
+_LOCK_USERS = (
+    select(_USERS.c.id)
+    .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_USERS.c.id)
+    .with_for_update()
+)
+_RESERVE_VERSIONS = (
     update(_USERS)
-    .values(progress_seq=_USERS.c.progress_seq + 1)
+    .values(progress_seq=_USERS.c.progress_seq + bindparam("count", type_=BigInteger))
     .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
     .returning(_USERS.c.id, _USERS.c.progress_seq)
 )
@@ -574,34 +590,21 @@ async def _take_versions(
     writes: Sequence[EntryWrite],
     outcomes: list[StoredOutcome | None],
 ) -> dict[int, int]:
-    """Reserve the next per-user version for every accepted write, in arrival order,
-    in one statement for the whole batch. On PostgreSQL this also locks the users'
-    rows (in id order, so two processes batching the same users cannot deadlock)
-    before their entries are read."""
+    """Reserve the next per-user version for every accepted write, in arrival order:
+    one statement for all the users with the same number of writes in the batch
+    (usually one statement). On PostgreSQL the users' rows are locked first, in id
+    order, so two processes batching the same users cannot deadlock, and before their
+    entries are read."""
     per_user = Counter(w.user_id for w, o in zip(writes, outcomes, strict=True) if o is None)
     last: dict[uuid.UUID, int] = {}
-    if per_user:
-        users = _USERS.c
-        if dialect != "postgresql" and all(n == 1 for n in per_user.values()):
-            rows = await s.execute(_NEXT_VERSIONS, {"ids": list(per_user)})
-        else:
-            step: Any = 1
-            if any(n != 1 for n in per_user.values()):
-                step = case(*((users.id == u, n) for u, n in per_user.items()), else_=0)
-            stmt = update(_USERS).values(progress_seq=users.progress_seq + step)
-            if dialect == "postgresql":
-                locked = (
-                    select(users.id)
-                    .where(users.id.in_(list(per_user)))
-                    .order_by(users.id)
-                    .with_for_update()
-                    .subquery()
-                )
-                stmt = stmt.where(users.id == locked.c.id)
-            else:
-                stmt = stmt.where(users.id.in_(list(per_user)))
-            rows = await s.execute(stmt.returning(users.id, users.progress_seq))
-        last = {row[0]: row[1] for row in rows.all()}
+    if per_user and dialect == "postgresql":
+        await s.execute(_LOCK_USERS, {"ids": list(per_user)})
+    by_count: dict[int, list[uuid.UUID]] = {}
+    for user_id, count in per_user.items():
+        by_count.setdefault(count, []).append(user_id)
+    for count, user_ids in sorted(by_count.items()):
+        rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
+        last.update((row[0], row[1]) for row in rows.all())
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
     for i in reversed(range(len(writes))):

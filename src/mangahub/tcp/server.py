@@ -305,9 +305,17 @@ class _Connection(asyncio.Protocol):
         if lines and not (self._aborted or self._lost) and self._transport is not None:
             self._transport.write(lines[0] if len(lines) == 1 else b"".join(lines))
 
-    def _on_event(self, _topic: str, event: Event) -> None:
+    def _on_event(self, topic: str, event: Event) -> None:
         """The subscription's listener: push another device's write (or drop the
-        connection when events were missed or the client does not read)."""
+        connection when events were missed or the client does not read). It runs
+        inside the bus's dispatch, so it never raises: the other receivers come next."""
+        try:
+            self._push(event)
+        except Exception:
+            log.exception("tcp %s: push on %s failed", self.peer, topic)
+            self.abort("internal error")
+
+    def _push(self, event: Event) -> None:
         subscription = self._subscription
         if subscription is not None and subscription.dropped:
             # The bus lost events (an outage): a client resyncs (``sync``) after every
