@@ -177,6 +177,7 @@ class _Connection(asyncio.Protocol):
         "_transport",
         "_loop",
         "_waiter",
+        "_timer",
         "_write_paused",
         "_lost",
         "_paused",
@@ -204,6 +205,9 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         # The task sleeps on this future; every callback that may unblock it resolves it.
         self._waiter: asyncio.Future[None] | None = None
+        # Wakes the task at (or before) its next deadline; kept across sleeps, since the
+        # idle deadline moves with every line received.
+        self._timer: asyncio.TimerHandle | None = None
         self._write_paused = False
         self._lost = False
         self._paused = False
@@ -283,14 +287,20 @@ class _Connection(asyncio.Protocol):
 
     async def _sleep(self, deadline: float | None = None) -> None:
         """Until a callback wakes the task (or ``deadline``, loop time, passes)."""
+        if deadline is not None and (self._timer is None or self._timer.when() > deadline):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
         waiter = self._waiter = self._loop.create_future()
-        timer = None if deadline is None else self._loop.call_at(deadline, _resolve, waiter)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _on_timer(self) -> None:
+        # Maybe early (the deadline moved since): the serve loop checks and sleeps again.
+        self._timer = None
+        self._wake()
 
     @property
     def _stopping_output(self) -> bool:
@@ -383,6 +393,8 @@ class _Connection(asyncio.Protocol):
             log.exception("tcp %s: connection failed", self.peer)
             self.abort("internal error")
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             if self._subscription is not None:
                 await self._subscription.close()
             self.server._connections.discard(self)
@@ -554,11 +566,6 @@ class _Connection(asyncio.Protocol):
             self.session.send_progress(progress_json(row))
             self._send()
         self.session.send_sync_done()
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class TcpServer:
