@@ -49,7 +49,7 @@ from typing import Any, cast
 
 from mangahub import metrics
 from mangahub.app import Runtime
-from mangahub.bus import Event, Subscription
+from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
@@ -327,22 +327,20 @@ class _Connection(asyncio.Protocol):
 
     def _push(self, event: Event) -> None:
         subscription = self._subscription
-        if subscription is not None and subscription.dropped:
+        if event is MISSED or (subscription is not None and subscription.dropped):
             # The bus lost events (an outage): a client resyncs (``sync``) after every
             # reconnect, which brings what it missed.
             self.abort("missed progress events; the client must sync")
+            return
+        if self.session.state is not SessionState.AUTHENTICATED:
+            # Subscribed, auth_ok not said yet: what commits now predates auth_ok, and
+            # the client's sync after auth_ok brings it (nothing may precede auth_ok).
             return
         if event.get("type") != "progress" or event.get("origin") == self.session_id:
             return
         line = self.server.push_lines.line(event)
         transport = self._transport
-        if (
-            line is None
-            or transport is None
-            or self._aborted
-            or self._lost
-            or self.session.close_expected
-        ):
+        if line is None or transport is None or self._aborted or self._lost:
             return
         self._send()  # replies queued before it go first
         transport.write(line)
