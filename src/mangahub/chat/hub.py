@@ -6,7 +6,8 @@ the last leave closes both. Everything a room's members see travels over that to
 (chat messages published by ``ChatService`` after they are stored; join/leave notices
 and presence announcements published here), so members on every process see the same
 stream. Progress and notification pushes come the same way, one subscription to
-``progress:<user_id>`` and ``notify:<user_id>`` per user with at least one connection here.
+``progress:<user_id>`` and ``notify:<user_id>`` per user with at least one connection
+here, whose listener puts each push on the user's connections' send queues.
 
 Membership changes (rooms and user feeds, including their bus subscriptions) happen
 under one ``asyncio.Lock``, so a join racing the last leave of a room never ends up
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 _DEDUPE_SECONDS = 10.0
 """How long a joiner's history ids are kept to drop late broadcasts of the same messages."""
 _BUS_QUEUE = 4096
-"""Events buffered per room/user subscription; the pumps never block, so this is slack."""
+"""Events buffered per room subscription; the pumps never block, so this is slack."""
 _POSTS_IN_FLIGHT = 16
 """Chat messages of one connection being stored at once; its reader waits beyond that."""
 _BURST_SHARE = 16
@@ -119,20 +120,19 @@ class _Room:
 
 @dataclass(eq=False)
 class _UserFeed:
-    """Per user: the progress subscription and the chat rate limit (shared by the
-    user's connections on this process)."""
+    """Per user: the chat rate limit and the connections on this process; its
+    progress subscription hands each event to :meth:`Hub._on_feed_event` (no task,
+    no queue: the push goes to each connection's bounded send queue at once)."""
 
-    subscription: Subscription
     chat_bucket: TokenBucket
     clients: set[Client] = field(default_factory=set)
-    pump: asyncio.Task[None] | None = None
+    subscription: Subscription | None = None
+    missed: int = 0
+    """The subscription's ``dropped`` when the connections were last told."""
 
     async def close(self) -> None:
-        await self.subscription.close()
-        if self.pump is not None:
-            self.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.pump
+        if self.subscription is not None:
+            await self.subscription.close()
 
 
 class Hub:
@@ -182,14 +182,11 @@ class Hub:
         async with self._lock:
             feed = self._feeds.get(user_id)
             if feed is None:
-                subscription = await self._bus.subscribe(
-                    f"progress:{user_id}", f"notify:{user_id}", maxsize=_BUS_QUEUE
-                )
-                feed = _UserFeed(
-                    subscription, TokenBucket(cfg.chat_rate, cfg.chat_burst, self._clock)
-                )
-                feed.pump = asyncio.create_task(
-                    self._progress_pump(feed), name=f"ws-progress-{user_id}"
+                feed = _UserFeed(TokenBucket(cfg.chat_rate, cfg.chat_burst, self._clock))
+                feed.subscription = await self._bus.subscribe(
+                    f"progress:{user_id}",
+                    f"notify:{user_id}",
+                    listener=lambda _, event: self._on_feed_event(feed, event),
                 )
                 self._feeds[user_id] = feed
             client = Client(
@@ -509,11 +506,13 @@ class Hub:
 
     # -- progress ---------------------------------------------------------------------
 
-    async def _progress_pump(self, feed: _UserFeed) -> None:
-        missed = feed.subscription.dropped
-        async for _, event in feed.subscription:
-            if feed.subscription.dropped != missed:
-                missed = feed.subscription.dropped
+    def _on_feed_event(self, feed: _UserFeed, event: Event) -> None:
+        """A progress or notification event of the feed's user (the subscription's
+        listener: it runs inside the publish, so it never awaits and never raises)."""
+        try:
+            subscription = feed.subscription
+            if subscription is not None and subscription.dropped != feed.missed:
+                feed.missed = subscription.dropped
                 self._tell_missed(feed.clients, None)
             if event.get("type") == "notification":
                 data = {k: v for k, v in event.items() if k not in ("type", "user_id")}
@@ -521,9 +520,11 @@ class Hub:
             elif event.get("type") == "progress" and isinstance(event.get("data"), dict):
                 text = protocol.encode({"type": "progress", "data": _progress_data(event["data"])})
             else:
-                continue
+                return
             for client in list(feed.clients):
                 client.offer(text)
+        except Exception:
+            log.exception("chat: could not push an event to %d connections", len(feed.clients))
 
     def _tell_missed(self, clients: Iterable[Client], room_id: int | None) -> None:
         text = protocol.encode(protocol.missed(room_id))
