@@ -81,6 +81,13 @@ class FakeSocket:
         self.delay = delay
         self.arrived = asyncio.Event()
 
+    def send_now(self, text: str) -> bool:
+        if self.stuck or self.delay:
+            return False  # backed up: the frame waits in the client's queue
+        self.frames.append(orjson.loads(text))
+        self.arrived.set()
+        return True
+
     async def send_text(self, text: str) -> None:
         if self.stuck:
             await asyncio.Event().wait()

@@ -3,7 +3,8 @@
 The endpoint is the reader of a connection: it authenticates, registers the client
 with the app's :class:`~mangahub.chat.hub.Hub`, then reads frames and hands them to
 the hub, answering errors with ``{"type":"error",…}``. Everything the server sends
-after authentication goes through the client's queue and writer task.
+after authentication goes through the client (straight to the socket while it keeps
+up, else through the client's queue and writer task).
 
 Keepalive lives here because it is about reading: after ``ping_interval`` seconds
 without a frame from the client the server sends ``{"type":"ping"}``; at
@@ -70,10 +71,30 @@ class _Socket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
+        # uvicorn's websockets-sansio connection (what HttpServer runs) says whether its
+        # transport takes writes now: its ASGI ``send`` is a bound method of the
+        # protocol, which holds a ``writable`` event. Other servers: always queued.
+        writable = getattr(getattr(websocket._send, "__self__", None), "writable", None)  # noqa: SLF001
+        self._writable: asyncio.Event | None = (
+            writable if isinstance(writable, asyncio.Event) else None
+        )
+
+    def send_now(self, text: str) -> bool:
+        # While the transport is not paused, uvicorn's ``send`` of a data frame runs to
+        # the end without suspending (its only await is for ``writable``, before it
+        # writes), so the coroutine is stepped once here instead of by a task.
+        if self._writable is None or not self._writable.is_set():
+            return False
+        sending = self._ws.send({"type": "websocket.send", "text": text})
+        try:
+            sending.send(None)
+        except StopIteration:
+            return True
+        sending.close()  # suspended before writing anything: the caller queues the frame
+        return False
 
     async def send_text(self, text: str) -> None:
-        # The ASGI message straight away (what ``send_text`` builds): one frame per
-        # member of a broadcast goes through here.
+        # The ASGI message straight away (what ``send_text`` builds).
         await self._ws.send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
