@@ -150,6 +150,49 @@ async def connect(
     return client, socket
 
 
+class BackedUpSocket(FakeSocket):
+    """A socket that takes frames at once until ``backed_up`` is set; then every
+    write waits for ``drained`` (the peer reading again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backed_up = False
+        self.direct = 0
+        self.drained = asyncio.Event()
+
+    def send_now(self, text: str) -> bool:
+        if self.backed_up:
+            return False
+        self.direct += 1
+        return super().send_now(text)
+
+    async def send_text(self, text: str) -> None:
+        if self.backed_up:
+            await self.drained.wait()
+        await super().send_text(text)
+
+
+async def test_frames_keep_their_order_through_a_backlog_and_go_direct_again(
+    hub: Hub,
+) -> None:
+    socket = BackedUpSocket()
+    client, _ = await connect(hub, "reader", socket)
+    client.offer(chat_frame("m0").decode())  # straight to the socket
+    socket.backed_up = True
+    client.offer(chat_frame("m1").decode())
+    client.offer(chat_frame("m2").decode())
+    await asyncio.sleep(0)  # the writer takes m1 and waits on the socket
+    socket.backed_up = False
+    # The socket takes writes again, but m2 is still queued: m3 queues behind it.
+    client.offer(chat_frame("m3").decode())
+    assert client.queued == 2 and socket.direct == 1
+    socket.drained.set()
+    await socket.wait_for(lambda f: len(f) == 4)
+    client.offer(chat_frame("m4").decode())  # caught up: straight to the socket again
+    assert socket.direct == 2
+    assert [f["content"] for f in socket.frames] == [f"m{i}" for i in range(5)]
+
+
 async def test_a_client_that_stops_reading_is_dropped_and_the_room_goes_on(
     hub: Hub, chat: FakeChat
 ) -> None:
