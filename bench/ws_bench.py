@@ -14,14 +14,15 @@ Measured for each server:
   message (``/proc/<pid>/stat``), which on a shared machine is the steadier number.
 
 Every process is separate: the MangaHub server (the real runtime and app over SQLite
-in a temp dir, on uvicorn configured like ``mangahub.servers.HttpServer``), the
+in a temp dir, served by ``mangahub.servers.HttpServer`` as in production), the
 baseline server, and the client worker processes (``multiprocessing``), so load
 generation never shares an interpreter with a server. Clients use the ``websockets``
 library; all processes read one clock (CLOCK_MONOTONIC is system-wide).
 
 The MangaHub server raises the per-user chat rate limit (5 msg/s by default) for the
 run: a single sender is the point of the fan-out test. Every chat message is still
-validated, stored (one SQLite commit each) and fanned out through the event bus.
+validated, stored (a commit per message, or per batch of messages that arrive while
+one is being committed) and fanned out through the event bus.
 
     .venv/bin/python bench/ws_bench.py                 # default run, about a minute
     .venv/bin/python bench/ws_bench.py --quick         # smoke run
@@ -36,6 +37,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,7 +70,6 @@ DATA_DIR = BENCH_DIR / "data"
 
 
 async def serve_mangahub(port: int, data_dir: Path, ready: Path, tokens: int) -> None:
-    import uvicorn
     from pydantic import SecretStr
 
     from mangahub.app import build_runtime
@@ -77,8 +78,8 @@ async def serve_mangahub(port: int, data_dir: Path, ready: Path, tokens: int) ->
     from mangahub.domain.enums import Role
     from mangahub.domain.schemas import RegisterIn
     from mangahub.http.app import create_app
-    from mangahub.http.routes.ws import close_chat
     from mangahub.security.tokens import Principal
+    from mangahub.servers import HttpServer
     from mangahub.storage.models import Manga
 
     settings = Settings(
@@ -112,41 +113,24 @@ async def serve_mangahub(port: int, data_dir: Path, ready: Path, tokens: int) ->
         app.state.chat_config = ChatConfig(
             chat_rate=1e9, chat_burst=10**9, message_rate=1e9, message_burst=10**9
         )
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            http="httptools",
-            ws="websockets-sansio",  # as mangahub.servers.HttpServer
-            proxy_headers=False,
-        )
-        await _serve_uvicorn(
-            uvicorn.Server(config),
+        # The product's own HTTP door, so the run carries its uvicorn configuration
+        # (websockets-sansio, no permessage-deflate, the frame size limit).
+        server = HttpServer(runtime, "127.0.0.1", port, app=app)
+        await server.start()
+        stop = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        _write_ready(
             ready,
-            {"room_id": room_id, "sender": issued[0], "tokens": issued[1:]},
+            {"pid": os.getpid(), "room_id": room_id, "sender": issued[0], "tokens": issued[1:]},
         )
-        await close_chat(app, timeout=2)
-
-
-async def _serve_uvicorn(server: Any, ready: Path, info: dict[str, Any]) -> None:
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("uvicorn stopped during start-up")
-        await asyncio.sleep(0.01)
-    _write_ready(ready, {"pid": os.getpid(), **info})
-    await task
+        await stop
+        await server.stop(timeout=4)
 
 
 async def serve_baseline(port: int, ready: Path, tokens: int) -> None:
     """Bare ``websockets`` server: the same JSON messages, a dict of rooms, one
-    ``broadcast`` per chat message. No auth check, no storage, no bus."""
-    import signal
-
+    ``broadcast`` per chat message. No auth check, no storage, no bus. Like MangaHub's
+    server it does not negotiate permessage-deflate, so both send the same frames."""
     from websockets.asyncio.server import ServerConnection, broadcast, serve
 
     rooms: dict[int, set[ServerConnection]] = {}
@@ -185,7 +169,7 @@ async def serve_baseline(port: int, ready: Path, tokens: int) -> None:
 
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    async with serve(handler, "127.0.0.1", port, ping_interval=20, max_queue=32):
+    async with serve(handler, "127.0.0.1", port, ping_interval=20, max_queue=32, compression=None):
         _write_ready(
             ready, {"pid": os.getpid(), "room_id": 1, "sender": "x", "tokens": ["x"] * tokens}
         )

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from mangahub.app import Runtime
-from mangahub.bus import MemoryBus
+from mangahub.bus import MISSED, Event, MemoryBus
 from mangahub.cache import MemoryCache
 
 
@@ -56,6 +56,44 @@ async def test_slow_subscriber_drops_oldest_and_never_blocks_publisher() -> None
         await asyncio.wait_for(bus.publish("t", {"n": n}), 1)
     assert sub.dropped == 7
     assert [(await sub.get())[1]["n"] for _ in range(3)] == [7, 8, 9]
+
+
+async def test_publish_many_keeps_its_order_for_queues_and_listeners(runtime: Runtime) -> None:
+    a, b = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    heard: list[tuple[str, Event]] = []
+    all_heard = asyncio.Event()
+
+    def listen(topic: str, event: Event) -> None:
+        heard.append((topic, event))
+        if len(heard) == 3:
+            all_heard.set()
+
+    listener = await runtime.bus.subscribe(a, b, listener=listen)
+    queued = await runtime.bus.subscribe(a)
+    try:
+        await runtime.bus.publish_many([(a, {"n": 1}), (b, {"n": 2}), (a, {"n": 3})])
+        await asyncio.wait_for(all_heard.wait(), 5)
+        assert heard == [(a, {"n": 1}), (b, {"n": 2}), (a, {"n": 3})]
+        assert [await asyncio.wait_for(queued.get(), 5) for _ in range(2)] == [
+            (a, {"n": 1}),
+            (a, {"n": 3}),
+        ]
+    finally:
+        await listener.close()
+        await queued.close()
+
+
+async def test_a_listener_hears_missed_events_and_nothing_after_close() -> None:
+    bus = MemoryBus()
+    heard: list[tuple[str, Event]] = []
+    sub = await bus.subscribe("t", listener=lambda topic, event: heard.append((topic, event)))
+    sub.mark_missed()
+    assert (sub.dropped, heard) == (1, [("t", MISSED)])
+    with pytest.raises(TypeError):
+        await sub.get()  # no queue: events went to the listener
+    await sub.close()
+    await bus.publish("t", {"n": 1})
+    assert heard == [("t", MISSED)]
 
 
 async def test_cache_roundtrip_and_expiry(runtime: Runtime) -> None:

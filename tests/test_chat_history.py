@@ -12,6 +12,8 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.services.chat_store import MessageStore, NewMessage, StoredMessage
+from mangahub.storage.types import utcnow
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -163,6 +165,67 @@ async def test_post_to_an_unknown_room_is_not_found(make_user: MakeUser, runtime
     user = await make_user()
     with pytest.raises(NotFound):
         await runtime.chat.post(uuid.UUID(user.id), UNKNOWN_MANGA, "hello")
+
+
+async def test_post_by_an_unknown_user_is_not_found_and_stores_nothing(
+    runtime: Runtime,
+) -> None:
+    room = await new_manga(runtime)
+    with pytest.raises(NotFound) as caught:
+        await runtime.chat.post(uuid.uuid4(), room, "hello")
+    assert caught.value.message == "user not found"
+    with pytest.raises(NotFound) as unknown_room:
+        await runtime.chat.post(uuid.uuid4(), UNKNOWN_MANGA, "hello")
+    assert unknown_room.value.message == "manga not found"
+    assert await runtime.chat.recent(room) == []
+
+
+async def test_post_returns_what_was_stored(make_user: MakeUser, runtime: Runtime) -> None:
+    user = await make_user()
+    room = await new_manga(runtime)
+    posted = await runtime.chat.post(uuid.UUID(user.id), room, "stored as sent")
+    assert await runtime.chat.recent(room) == [posted]
+    assert posted.username == user.username
+
+
+async def test_concurrent_posts_share_transactions_in_order(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    room, other = await new_manga(runtime), await new_manga(runtime)
+    store = MessageStore(runtime.db)
+    authors = [uuid.UUID(alice.id), uuid.UUID(bob.id), uuid.uuid4()]  # the last is unknown
+    messages = [
+        NewMessage(authors[i % 3], (room, other, UNKNOWN_MANGA)[i % 4 % 3], f"m{i}", utcnow())
+        for i in range(24)
+    ]
+    results = await asyncio.gather(*(store.store(m) for m in messages), return_exceptions=True)
+    assert store.transactions < len(messages)  # shared
+    stored_ids = []
+    for message, result in zip(messages, results, strict=True):
+        if message.room_id == UNKNOWN_MANGA:
+            assert isinstance(result, NotFound) and result.message == "manga not found"
+        elif message.user_id == authors[2]:
+            assert isinstance(result, NotFound) and result.message == "user not found"
+        else:
+            assert isinstance(result, StoredMessage), result
+            author = alice if message.user_id == authors[0] else bob
+            assert result.username == author.username
+            stored_ids.append(result.id)
+    assert stored_ids == sorted(stored_ids)  # ids in submission order
+    history = {
+        m.id: m for m in [*await runtime.chat.recent(room), *await runtime.chat.recent(other)]
+    }
+    assert sorted(history) == sorted(stored_ids)
+    for message, result in zip(messages, results, strict=True):
+        if isinstance(result, StoredMessage):
+            kept = history[result.id]
+            assert (kept.room_id, kept.user_id, kept.content, kept.timestamp) == (
+                message.room_id,
+                message.user_id,
+                message.content,
+                message.created_at,
+            )
 
 
 async def test_recent_is_oldest_first(make_user: MakeUser, runtime: Runtime) -> None:

@@ -14,6 +14,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import EntryPublic
+from mangahub.services.reading_list import StoredEntry
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -312,9 +313,12 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
                 Write(a_id, manga_id, float("nan"), reading, "tcp", "session-1"),
             ]
         )
-        ok1, unknown, bobs, too_far, ok2, nan = outcomes
-        assert isinstance(ok1, EntryPublic) and isinstance(ok2, EntryPublic)
-        assert isinstance(bobs, EntryPublic) and bobs.version == 1
+        stored1, unknown, bobs_stored, too_far, stored2, nan = outcomes
+        assert isinstance(stored1, StoredEntry) and isinstance(stored2, StoredEntry)
+        assert isinstance(bobs_stored, StoredEntry) and bobs_stored.entry.version == 1
+        ok1, ok2 = stored1.entry, stored2.entry
+        # The JSON the event, the ack and the pushes carry is the stored entry's.
+        assert stored1.data == ok1.model_dump(mode="json")
         assert isinstance(unknown, NotFound)
         assert isinstance(too_far, ValidationFailed)
         assert isinstance(nan, ValidationFailed)

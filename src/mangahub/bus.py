@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 # A synchronous listener (see EventBus.tap); None means "events may have been missed".
 Tap = Callable[[Event | None], None]
+# A subscription's synchronous receiver (see Subscription): (topic, event).
+Listener = Callable[[str, Event], None]
 DEFAULT_QUEUE_SIZE = 1024
 # Reconnect backoff of the Redis reader, and how long one (re)subscribe may take.
 _RECONNECT_MIN = 0.1
@@ -41,12 +43,21 @@ _CLOSED: tuple[str, Event] = ("", {})
 
 
 class Subscription:
-    """A bounded queue of events for one subscriber; iterate it to receive."""
+    """A bounded queue of events for one subscriber; iterate it to receive.
 
-    def __init__(self, topics: frozenset[str], maxsize: int, on_close: Any) -> None:
+    With a ``listener`` there is no queue: each event is handed to it synchronously
+    as it is dispatched (:data:`MISSED` after ``dropped`` grew), and the listener must
+    not block (a connection that writes to its socket, say)."""
+
+    def __init__(
+        self, topics: frozenset[str], maxsize: int, on_close: Any, listener: Listener | None = None
+    ) -> None:
         self.topics = topics
         self.dropped = 0
-        self._queue: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(maxsize)
+        self._listener = listener
+        self._queue: asyncio.Queue[tuple[str, Event]] | None = (
+            asyncio.Queue(maxsize) if listener is None else None
+        )
         self._on_close = on_close
         self._closed = False
 
@@ -60,16 +71,26 @@ class Subscription:
     def deliver(self, topic: str, event: Event) -> None:
         if self._closed:
             return
-        if self._queue.full():
-            self._queue.get_nowait()
+        if self._listener is not None:
+            self._listener(topic, event)
+            return
+        queue = self._require_queue()
+        if queue.full():
+            queue.get_nowait()
             self.dropped += 1
-        self._queue.put_nowait((topic, event))
+        queue.put_nowait((topic, event))
+
+    def _require_queue(self) -> asyncio.Queue[tuple[str, Event]]:
+        if self._queue is None:
+            raise TypeError("a subscription with a listener has no queue to read")
+        return self._queue
 
     async def get(self) -> tuple[str, Event]:
         """The next (topic, event); raises EOFError once the subscription is closed."""
-        item = await self._queue.get()
+        queue = self._require_queue()
+        item = await queue.get()
         if item is _CLOSED:
-            self._queue.put_nowait(_CLOSED)  # keep later readers from blocking too
+            queue.put_nowait(_CLOSED)  # keep later readers from blocking too
             raise EOFError("subscription closed")
         return item
 
@@ -77,10 +98,11 @@ class Subscription:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[tuple[str, Event]]:
+        queue = self._require_queue()
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             if item is _CLOSED:
-                self._queue.put_nowait(_CLOSED)  # later readers end too
+                queue.put_nowait(_CLOSED)  # later readers end too
                 return
             yield item
 
@@ -88,16 +110,23 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
-        # Wake a reader blocked in get()/iteration so it can finish.
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_CLOSED)
+        if self._queue is not None:
+            # Wake a reader blocked in get()/iteration so it can finish.
+            if self._queue.full():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_CLOSED)
         await self._on_close(self)
 
 
 class EventBus(Protocol):
     async def publish(self, topic: str, event: Event) -> None: ...
-    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription: ...
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        """Publish each (topic, event) in this order; one Redis round trip for all."""
+        ...
+
+    async def subscribe(
+        self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
+    ) -> Subscription: ...
     async def tap(self, topic: str, listener: Tap) -> None:
         """Call ``listener`` synchronously with every event on ``topic`` (no queue, no
         task hop: it runs inside ``publish`` locally and inside the Redis reader), and
@@ -172,8 +201,14 @@ class MemoryBus:
     async def publish(self, topic: str, event: Event) -> None:
         self._fanout.dispatch(topic, event)
 
-    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
-        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        for topic, event in events:
+            self._fanout.dispatch(topic, event)
+
+    async def subscribe(
+        self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
+    ) -> Subscription:
+        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe, listener)
         self._fanout.add(sub)
         return sub
 
@@ -228,26 +263,32 @@ class RedisBus:
         return self._connected
 
     async def publish(self, topic: str, event: Event) -> None:
+        await self.publish_many([(topic, event)])
+
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
         # Local taps at once: this process's next read must already see the change
         # (the Redis echo calls them again; tap listeners are idempotent).
-        for listener in self._fanout.taps.get(topic, ()):
-            listener(event)
+        for topic, event in events:
+            for listener in self._fanout.taps.get(topic, ()):
+                listener(event)
         # Before start() (start-up work) Redis is tried too: other processes may listen.
         if self._connected or self._reader is None:
             try:
-                await self._send(self._prefix + topic, orjson.dumps(event))
+                await self._send([(self._prefix + t, orjson.dumps(e)) for t, e in events])
                 return
             except REDIS_DOWN_ERRORS as exc:
                 self._lost("publish", exc)
-        self._fanout.dispatch(topic, event)
+        for topic, event in events:
+            self._fanout.dispatch(topic, event)
 
-    async def _send(self, channel: str, data: bytes) -> None:
-        """PUBLISH, pipelined: one pipeline is in flight at a time, and every publish
-        made meanwhile goes out in the next one, so N concurrent publishers (a group
-        commit's pushes, a fan-out) cost about one round trip, not N. Publishes reach
-        Redis in the order they were made; each caller gets its own outcome."""
+    async def _send(self, messages: list[tuple[str, bytes]]) -> None:
+        """PUBLISH each (channel, data), pipelined: one pipeline is in flight at a time,
+        and every publish made meanwhile goes out in the next one, so N concurrent
+        publishers (a group commit's pushes, a fan-out) cost about one round trip, not
+        N. Publishes reach Redis in the order they were made; each caller gets its own
+        outcome."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((channel, data, future))
+        self._outbox.extend((channel, data, future) for channel, data in messages)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all(), name="redis-bus-publish")
         await future
@@ -280,8 +321,10 @@ class RedisBus:
             if not future.done():
                 future.set_result(None)
 
-    async def subscribe(self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
-        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe)
+    async def subscribe(
+        self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
+    ) -> Subscription:
+        sub = Subscription(frozenset(topics), maxsize, self._unsubscribe, listener)
         async with self._lock:
             fresh = self._fanout.add(sub)
             if fresh and self._connected:

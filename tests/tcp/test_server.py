@@ -392,7 +392,7 @@ async def test_slow_reader_is_dropped_without_delaying_others(
 ) -> None:
     # An in-process bus on both backends: the test publishes thousands of events fast.
     bus = MemoryBus()
-    server = await start_tcp(dataclasses.replace(runtime, bus=bus), send_queue=64)
+    server = await start_tcp(dataclasses.replace(runtime, bus=bus), send_buffer=256 * 1024)
     user = await make_user()
     try:
         slow = await connect(server.address, rcvbuf=4096)
@@ -589,7 +589,7 @@ async def test_stop_timeout_aborts_a_connection_that_cannot_finish(
     runtime: Runtime, make_user: MakeUser, connect: Connect
 ) -> None:
     bus = MemoryBus()
-    server = await start_tcp(dataclasses.replace(runtime, bus=bus), send_queue=100_000)
+    server = await start_tcp(dataclasses.replace(runtime, bus=bus), send_buffer=1 << 30)
     user = await make_user()
     line = await connect(server.address, rcvbuf=4096)
     await line.auth(user.access_token)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ class FakeChat:
         self.rooms = rooms
         self.stored: dict[int, list[ChatMessagePublic]] = {}
         self.before_snapshot: Callable[[], Any] | None = None
+        self.gate: asyncio.Event | None = None
         self._ids = itertools.count(1)
 
     async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic:
@@ -49,6 +50,18 @@ class FakeChat:
         )
         return message
 
+    def submit(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> Coroutine[Any, Any, ChatMessagePublic]:
+        return self._store_after_gate(user_id, room_id, content)
+
+    async def _store_after_gate(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> ChatMessagePublic:
+        if self.gate is not None:
+            await self.gate.wait()  # a slow store: the commit has not happened yet
+        return await self.post(user_id, room_id, content)
+
     async def recent(self, room_id: int, n: int = 50) -> list[ChatMessagePublic]:
         if room_id not in self.rooms:
             raise NotFound("manga not found")
@@ -67,6 +80,13 @@ class FakeSocket:
         self.stuck = stuck
         self.delay = delay
         self.arrived = asyncio.Event()
+
+    def send_now(self, text: str) -> bool:
+        if self.stuck or self.delay:
+            return False  # backed up: the frame waits in the client's queue
+        self.frames.append(orjson.loads(text))
+        self.arrived.set()
+        return True
 
     async def send_text(self, text: str) -> None:
         if self.stuck:
@@ -130,6 +150,49 @@ async def connect(
     return client, socket
 
 
+class BackedUpSocket(FakeSocket):
+    """A socket that takes frames at once until ``backed_up`` is set; then every
+    write waits for ``drained`` (the peer reading again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backed_up = False
+        self.direct = 0
+        self.drained = asyncio.Event()
+
+    def send_now(self, text: str) -> bool:
+        if self.backed_up:
+            return False
+        self.direct += 1
+        return super().send_now(text)
+
+    async def send_text(self, text: str) -> None:
+        if self.backed_up:
+            await self.drained.wait()
+        await super().send_text(text)
+
+
+async def test_frames_keep_their_order_through_a_backlog_and_go_direct_again(
+    hub: Hub,
+) -> None:
+    socket = BackedUpSocket()
+    client, _ = await connect(hub, "reader", socket)
+    client.offer(chat_frame("m0").decode())  # straight to the socket
+    socket.backed_up = True
+    client.offer(chat_frame("m1").decode())
+    client.offer(chat_frame("m2").decode())
+    await asyncio.sleep(0)  # the writer takes m1 and waits on the socket
+    socket.backed_up = False
+    # The socket takes writes again, but m2 is still queued: m3 queues behind it.
+    client.offer(chat_frame("m3").decode())
+    assert client.queued == 2 and socket.direct == 1
+    socket.drained.set()
+    await socket.wait_for(lambda f: len(f) == 4)
+    client.offer(chat_frame("m4").decode())  # caught up: straight to the socket again
+    assert socket.direct == 2
+    assert [f["content"] for f in socket.frames] == [f"m{i}" for i in range(5)]
+
+
 async def test_a_client_that_stops_reading_is_dropped_and_the_room_goes_on(
     hub: Hub, chat: FakeChat
 ) -> None:
@@ -188,6 +251,45 @@ async def test_a_message_broadcast_before_the_history_snapshot_is_not_lost(
     await socket.wait_for(lambda f: any(m.get("content") == "elsewhere" for m in f))
     types = [m["type"] for m in socket.frames]
     assert types.index("history") < types.index("chat")  # history first, then the rest
+
+
+def chat_frame(content: str) -> bytes:
+    return orjson.dumps({"type": "chat", "room_id": ROOM, "content": content})
+
+
+async def test_a_connection_is_read_on_while_its_messages_are_stored_up_to_a_bound(
+    chat: FakeChat, bus: MemoryBus
+) -> None:
+    hub = Hub(chat, bus, ChatConfig(chat_rate=1000, chat_burst=100, message_burst=100))
+    client, socket = await connect(hub, "alice")
+    await hub.join(client, ROOM)
+    chat.gate = asyncio.Event()
+    for i in range(16):  # none stored yet, and the reader is not held up
+        await hub.receive(client, chat_frame(f"m{i}"))
+    seventeenth = asyncio.create_task(hub.receive(client, chat_frame("m16")))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not seventeenth.done()  # 16 in flight: the reader waits for one to be stored
+    assert chat.stored.get(ROOM, []) == []
+    chat.gate.set()
+    await seventeenth
+    await socket.wait_for(lambda f: len([m for m in f if m["type"] == "chat"]) == 17)
+    assert [m["content"] for m in socket.of_type("chat")] == [f"m{i}" for i in range(17)]
+    await hub.close_all(timeout=1)
+
+
+async def test_an_error_found_while_storing_is_answered_and_the_connection_stays(
+    hub: Hub, chat: FakeChat
+) -> None:
+    client, socket = await connect(hub, "alice")
+    await hub.join(client, ROOM)
+    chat.rooms.discard(ROOM)  # the series was deleted after the join
+    await hub.receive(client, chat_frame("hello"))
+    await socket.wait_for(lambda f: any(m["type"] == "error" for m in f))
+    [error] = socket.of_type("error")
+    assert error["code"] == "not_found"
+    assert not client.closing
+    assert socket.of_type("chat") == []
 
 
 async def test_unknown_room_is_not_found_and_leaves_nothing_behind(hub: Hub) -> None:

@@ -6,7 +6,8 @@ the last leave closes both. Everything a room's members see travels over that to
 (chat messages published by ``ChatService`` after they are stored; join/leave notices
 and presence announcements published here), so members on every process see the same
 stream. Progress and notification pushes come the same way, one subscription to
-``progress:<user_id>`` and ``notify:<user_id>`` per user with at least one connection here.
+``progress:<user_id>`` and ``notify:<user_id>`` per user with at least one connection
+here, whose listener puts each push on the user's connections' send queues.
 
 Membership changes (rooms and user feeds, including their bus subscriptions) happen
 under one ``asyncio.Lock``, so a join racing the last leave of a room never ends up
@@ -33,7 +34,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,13 +64,22 @@ log = logging.getLogger(__name__)
 _DEDUPE_SECONDS = 10.0
 """How long a joiner's history ids are kept to drop late broadcasts of the same messages."""
 _BUS_QUEUE = 4096
-"""Events buffered per room/user subscription; the pumps never block, so this is slack."""
+"""Events buffered per room subscription; the pumps never block, so this is slack."""
+_POSTS_IN_FLIGHT = 16
+"""Chat messages of one connection being stored at once; its reader waits beyond that."""
+_BURST_SHARE = 16
+"""A room pump lets the members' writers run at least every ``send_queue // 16`` events."""
 
 
 class ChatRooms(Protocol):
     """What the hub needs from ``ChatService``."""
 
-    async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic: ...
+    def submit(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> Coroutine[Any, Any, ChatMessagePublic]:
+        """Check and queue now; the coroutine stores and publishes (``ChatService.submit``)."""
+        ...
+
     async def recent(self, room_id: int, n: int = ...) -> list[ChatMessagePublic]: ...
 
 
@@ -110,20 +120,19 @@ class _Room:
 
 @dataclass(eq=False)
 class _UserFeed:
-    """Per user: the progress subscription and the chat rate limit (shared by the
-    user's connections on this process)."""
+    """Per user: the chat rate limit and the connections on this process; its
+    progress subscription hands each event to :meth:`Hub._on_feed_event` (no task,
+    no queue: the push goes to each connection's bounded send queue at once)."""
 
-    subscription: Subscription
     chat_bucket: TokenBucket
     clients: set[Client] = field(default_factory=set)
-    pump: asyncio.Task[None] | None = None
+    subscription: Subscription | None = None
+    missed: int = 0
+    """The subscription's ``dropped`` when the connections were last told."""
 
     async def close(self) -> None:
-        await self.subscription.close()
-        if self.pump is not None:
-            self.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.pump
+        if self.subscription is not None:
+            await self.subscription.close()
 
 
 class Hub:
@@ -173,14 +182,11 @@ class Hub:
         async with self._lock:
             feed = self._feeds.get(user_id)
             if feed is None:
-                subscription = await self._bus.subscribe(
-                    f"progress:{user_id}", f"notify:{user_id}", maxsize=_BUS_QUEUE
-                )
-                feed = _UserFeed(
-                    subscription, TokenBucket(cfg.chat_rate, cfg.chat_burst, self._clock)
-                )
-                feed.pump = asyncio.create_task(
-                    self._progress_pump(feed), name=f"ws-progress-{user_id}"
+                feed = _UserFeed(TokenBucket(cfg.chat_rate, cfg.chat_burst, self._clock))
+                feed.subscription = await self._bus.subscribe(
+                    f"progress:{user_id}",
+                    f"notify:{user_id}",
+                    listener=lambda _, event: self._on_feed_event(feed, event),
                 )
                 self._feeds[user_id] = feed
             client = Client(
@@ -199,6 +205,8 @@ class Hub:
     async def disconnect(self, client: Client) -> None:
         """The connection ended (either side): leave its rooms (announcing it), let an
         orderly close finish, free the user's feed if it was the last connection."""
+        # Messages the client sent before going are stored and reach the room first.
+        await client.wait_tasks(self.config.close_timeout)
         for room_id in list(client.rooms):
             await self._leave(client, room_id, announce=True)
         if client.closing:
@@ -257,7 +265,7 @@ class Hub:
         if isinstance(message, protocol.Join):
             await self.join(client, message.room_id)
         elif isinstance(message, protocol.Chat):
-            await self.post(client, self._resolve_room(client, message.room_id), message.content)
+            await self._start_post(client, self._resolve_room(client, message.room_id), message)
         elif isinstance(message, protocol.Leave):
             await self.leave(client, self._resolve_room(client, message.room_id))
         elif isinstance(message, protocol.Ping):
@@ -335,15 +343,23 @@ class Hub:
             raise BadRequest(f"not in room {room_id}")
         await self._leave(client, room_id, announce=True)
 
-    async def post(self, client: Client, room_id: int, content: str) -> None:
+    async def _start_post(self, client: Client, room_id: int, message: protocol.Chat) -> None:
         """Store and broadcast a chat message (ChatService publishes it on the bus, which
-        brings it back to every member, the sender included)."""
+        brings it back to every member, the sender included) without waiting for the
+        commit: the reader goes on with the client's next frames, so a burst of
+        messages shares transactions. Checks and content errors are answered at once;
+        up to ``_POSTS_IN_FLIGHT`` messages of a connection are being stored at a time,
+        in the order sent."""
+        self._may_post(client, room_id)
+        await client.room_for_task(_POSTS_IN_FLIGHT)
+        client.start(self._chat.submit(client.user_id, room_id, message.content))
+
+    def _may_post(self, client: Client, room_id: int) -> None:
         if room_id not in client.rooms:
             raise Forbidden(f"join room {room_id} before chatting in it")
         feed = self._feeds.get(client.user_id)
         if feed is not None and not feed.chat_bucket.take():
             raise _rate_limited("too many chat messages", feed.chat_bucket)
-        await self._chat.post(client.user_id, room_id, content)
 
     # -- rooms ------------------------------------------------------------------------
 
@@ -407,6 +423,7 @@ class Hub:
     async def _room_pump(self, room: _Room) -> None:
         """Bus → members. Never awaits a client."""
         missed = room.subscription.dropped
+        burst, max_burst = 0, max(1, self.config.send_queue // _BURST_SHARE)
         async for _, event in room.subscription:
             if room.subscription.dropped != missed:
                 missed = room.subscription.dropped
@@ -434,9 +451,13 @@ class Hub:
                     member.pending.append((message_id, text))
                 else:
                     client.abort(CloseCode.POLICY, "send queue overflow")
-            # Let the writers run between events: a burst of events (a busy Redis
-            # read) would otherwise pile up in every queue before any could drain.
-            await asyncio.sleep(0)
+            # Let the writers run every few events of a burst (a busy Redis read): each
+            # then sends a few frames per wake-up, and a queue grows by a small share
+            # of its bound at most before its writer can drain it.
+            burst += 1
+            if burst >= max_burst:
+                burst = 0
+                await asyncio.sleep(0)
 
     # -- presence ---------------------------------------------------------------------
 
@@ -485,11 +506,13 @@ class Hub:
 
     # -- progress ---------------------------------------------------------------------
 
-    async def _progress_pump(self, feed: _UserFeed) -> None:
-        missed = feed.subscription.dropped
-        async for _, event in feed.subscription:
-            if feed.subscription.dropped != missed:
-                missed = feed.subscription.dropped
+    def _on_feed_event(self, feed: _UserFeed, event: Event) -> None:
+        """A progress or notification event of the feed's user (the subscription's
+        listener: it runs inside the publish, so it never awaits and never raises)."""
+        try:
+            subscription = feed.subscription
+            if subscription is not None and subscription.dropped != feed.missed:
+                feed.missed = subscription.dropped
                 self._tell_missed(feed.clients, None)
             if event.get("type") == "notification":
                 data = {k: v for k, v in event.items() if k not in ("type", "user_id")}
@@ -497,9 +520,11 @@ class Hub:
             elif event.get("type") == "progress" and isinstance(event.get("data"), dict):
                 text = protocol.encode({"type": "progress", "data": _progress_data(event["data"])})
             else:
-                continue
+                return
             for client in list(feed.clients):
                 client.offer(text)
+        except Exception:
+            log.exception("chat: could not push an event to %d connections", len(feed.clients))
 
     def _tell_missed(self, clients: Iterable[Client], room_id: int | None) -> None:
         text = protocol.encode(protocol.missed(room_id))

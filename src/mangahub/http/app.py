@@ -65,6 +65,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(notifications.router, prefix="/api/notifications")
     app.include_router(chat.router, prefix="/api/chat")
     app.include_router(ws.router)
+    app.serve_websocket("/ws", ws.chat_socket)  # without the HTTP middleware stack
     install_web(app)
 
     app.add_middleware(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,16 +32,47 @@ _STATUS_CODES = {
 }
 
 
+WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
+
+
 class KeepAliveApp(FastAPI):
     """FastAPI whose unexpected errors, once answered 500 in the error shape, end there.
 
     Starlette re-raises them after answering, and uvicorn then drops the connection;
-    a failed request must not cost the client its keep-alive connection."""
+    a failed request must not cost the client its keep-alive connection.
+
+    A WebSocket endpoint registered with :meth:`serve_websocket` is called straight
+    from here: none of the middlewares acts on a WebSocket (each passes it through;
+    trailing-slash tolerance is kept by the lookup), the endpoint takes no dependency,
+    and every coroutine of the stack would stay alive as long as the socket is open.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._websockets: dict[str, WebSocketEndpoint] = {}
+
+    def serve_websocket(self, path: str, endpoint: WebSocketEndpoint) -> None:
+        """Serve WebSocket connections to ``path`` (or ``path/``) by ``endpoint``."""
+        self._websockets[path] = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self.root_path:
+            path: str = scope["path"]
+            endpoint = self._websockets.get(path.rstrip("/") or "/")
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                # WebSocket frames (a chat fan-out sends one per member) skip the wrapper.
+                await inner(scope, receive, send)
+                return
             answered = False
 
             async def tracked(message: Message) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVarTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVarTuple, cast
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Insert
 from mangahub.bus import Event, EventBus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_PAGE_SIZE, UserText
-from mangahub.storage.models import Base, Manga, User
+from mangahub.storage.models import Base, Manga, ReadingEntry, User
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,55 @@ def upsert(
     )
 
 
+def upsert_rows(
+    dialect: str, table: Table, *, keys: Sequence[str], update: Sequence[str]
+) -> Insert:
+    """:func:`upsert` without rows: execute it with a list of rows (an executemany, one
+    statement compiled once whatever the number of rows; rows may repeat a key)."""
+    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
+    )
+
+
+_MANGA = cast(Table, Manga.__table__)
+# Series per statement in recompute_averages.
+_AVERAGE_CHUNK = 500
+
+
+async def recompute_averages(s: AsyncSession, manga_ids: Iterable[int]) -> dict[int, float | None]:
+    """Average score and score count of each series, from its entries, in one
+    statement per chunk (rows locked in id order first, like single score writes).
+    Returns each series' new average."""
+    ids = sorted(set(manga_ids))
+    manga = _MANGA.c
+    entries = ReadingEntry.__table__.c
+    scores = select(func.avg(entries.score)).where(entries.manga_id == manga.id)
+    counts = select(func.count(entries.score)).where(entries.manga_id == manga.id)
+    averages: dict[int, float | None] = {}
+    for start in range(0, len(ids), _AVERAGE_CHUNK):
+        chunk = ids[start : start + _AVERAGE_CHUNK]
+        await s.execute(
+            select(manga.id).where(manga.id.in_(chunk)).order_by(manga.id).with_for_update()
+        )
+        rows = await s.execute(
+            update(_MANGA)
+            .where(manga.id.in_(chunk))
+            .values(
+                average_rating=func.round(scores.scalar_subquery(), 2),
+                rating_count=counts.scalar_subquery(),
+                # A new score is not an edit of the series: keep "recently updated" honest.
+                updated_at=manga.updated_at,
+            )
+            .returning(manga.id, manga.average_rating)
+        )
+        averages.update(
+            (manga_id, None if average is None else float(average))
+            for manga_id, average in rows.all()
+        )
+    return averages
+
+
 async def publish_after_commit(bus: EventBus, topic: str, event: Event) -> None:
     """Publish an event about a write that is already committed.
 
@@ -147,3 +196,14 @@ async def publish_after_commit(bus: EventBus, topic: str, event: Event) -> None:
         await bus.publish(topic, event)
     except Exception:
         log.warning("event bus: could not publish to %s", topic, exc_info=True)
+
+
+async def publish_all_after_commit(bus: EventBus, events: Sequence[tuple[str, Event]]) -> None:
+    """:func:`publish_after_commit` of many events, in this order, in one go (one Redis
+    pipeline)."""
+    if not events:
+        return
+    try:
+        await bus.publish_many(events)
+    except Exception:
+        log.warning("event bus: could not publish %d events", len(events), exc_info=True)

@@ -1,15 +1,18 @@
 """Chat rooms, one per series (room id = manga id).
 
-A message is stored, then published on ``chat:<room_id>`` as
-``{"type": "chat", <ChatMessagePublic fields>}``, so every process with members in
-the room relays it and history never misses a message that was broadcast.
+A message is stored (concurrent posts share a transaction: ``chat_store``), then
+published on ``chat:<room_id>`` as ``{"type": "chat", <ChatMessagePublic fields>}``,
+so every process with members in the room relays it and history never misses a
+message that was broadcast.
 Message ids grow with time, so they are the history cursor (``before``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,13 +22,16 @@ from mangahub.domain.errors import ValidationFailed
 from mangahub.domain.schemas import MAX_TEXT_LENGTH, ChatMessagePublic
 from mangahub.services._common import (
     MAX_ROW_ID,
+    manga_not_found,
     publish_after_commit,
     require_manga,
-    require_username,
+    valid_id,
     validate_text,
 )
+from mangahub.services.chat_store import MessageStore, NewMessage, StoredMessage
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChatMessage, User
+from mangahub.storage.types import utcnow
 
 MAX_HISTORY = 100
 RECENT_DEFAULT = 50
@@ -35,9 +41,19 @@ class ChatService:
     def __init__(self, db: Database, bus: EventBus) -> None:
         self._db = db
         self._bus = bus
+        self._store = MessageStore(db)
 
     async def post(self, user_id: uuid.UUID, room_id: int, content: str) -> ChatMessagePublic:
         """Store a message in a room and broadcast it to the room's members."""
+        return await self.submit(user_id, room_id, content)
+
+    def submit(
+        self, user_id: uuid.UUID, room_id: int, content: str
+    ) -> Coroutine[Any, Any, ChatMessagePublic]:
+        """:meth:`post` in two steps, for a reader that goes on reading meanwhile: the
+        content is checked (``ValidationFailed``) and the message queued for storing
+        now, so one connection's messages are stored in the order submitted; the
+        returned coroutine waits for the commit, then publishes."""
         if len(content) > MAX_TEXT_LENGTH:
             # The WebSocket error carries only the message: it must say the limit.
             raise ValidationFailed(
@@ -45,19 +61,28 @@ class ChatService:
                 details=[{"field": "content", "message": f"{len(content)} characters"}],
             )
         content = validate_text(content, "content")
-        async with self._db.session() as s:
-            await require_manga(s, room_id)
-            username = await require_username(s, user_id)
-            row = ChatMessage(room_id=room_id, user_id=user_id, content=content)
-            s.add(row)
-            await s.flush()
+        if not valid_id(room_id):
+            raise manga_not_found(room_id)
+        created_at = utcnow()
+        stored = self._store.submit(NewMessage(user_id, room_id, content, created_at))
+        return self._publish(stored, user_id, room_id, content, created_at)
+
+    async def _publish(
+        self,
+        stored: Awaitable[StoredMessage],
+        user_id: uuid.UUID,
+        room_id: int,
+        content: str,
+        created_at: datetime,
+    ) -> ChatMessagePublic:
+        row = await stored
         message = ChatMessagePublic(
             id=row.id,
             room_id=room_id,
             user_id=user_id,
-            username=username,
+            username=row.username,
             content=content,
-            timestamp=row.created_at,
+            timestamp=created_at,
         )
         event = {"type": "chat", **message.model_dump(mode="json")}
         await publish_after_commit(self._bus, f"chat:{room_id}", event)

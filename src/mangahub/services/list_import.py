@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,7 @@ from mangahub.lists import CatalogKey, ImportedEntry, MatchIndex, match_entry, p
 from mangahub.lists.errors import ListValueError
 from mangahub.lists.records import SeriesRef
 from mangahub.readmodels.catalog import publish_catalog_changed
-from mangahub.services._common import publish_after_commit
+from mangahub.services._common import publish_all_after_commit, recompute_averages
 from mangahub.services.catalog import build_search_text, slugify, unique_slug
 from mangahub.services.catalog.writes import lock_catalog
 from mangahub.services.reading_list import check_changes
@@ -134,8 +134,9 @@ class ListImportService:
         for start in range(0, len(manga_ids), _CHUNK):
             async with self._db.session() as s:
                 events = await _entry_events(s, user_id, manga_ids[start : start + _CHUNK])
-            for data in events:
-                await publish_after_commit(self._bus, topic, {"type": "progress", "data": data})
+            await publish_all_after_commit(
+                self._bus, [(topic, {"type": "progress", "data": data}) for data in events]
+            )
 
 
 # The columns of EntryPublic and of its series summary, read with plain selects: an
@@ -269,7 +270,7 @@ async def _apply(
             )
     if rows:
         await _write_entries(s, dialect, user_id, rows)
-    await _recompute_averages(s, sorted(touched_scores))
+    await recompute_averages(s, touched_scores)
     report = ImportReport(
         format="",
         mode=mode,
@@ -482,26 +483,3 @@ async def _write_entries(
     conn = await s.connection()
     for start in range(0, len(rows), _CHUNK):
         await conn.execute(stmt, rows[start : start + _CHUNK])
-
-
-async def _recompute_averages(s: AsyncSession, manga_ids: Iterable[int]) -> None:
-    """Average score and score count of each series, from its entries, in one
-    statement per chunk (rows locked in id order first, like single score writes)."""
-    ids = list(manga_ids)
-    scores = select(func.avg(ReadingEntry.score)).where(ReadingEntry.manga_id == Manga.id)
-    counts = select(func.count(ReadingEntry.score)).where(ReadingEntry.manga_id == Manga.id)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        await s.execute(
-            select(Manga.id).where(Manga.id.in_(chunk)).order_by(Manga.id).with_for_update()
-        )
-        await s.execute(
-            update(Manga)
-            .where(Manga.id.in_(chunk))
-            .values(
-                average_rating=func.round(scores.scalar_subquery(), 2),
-                rating_count=counts.scalar_subquery(),
-                updated_at=Manga.updated_at,
-            )
-            .execution_options(synchronize_session=False)
-        )

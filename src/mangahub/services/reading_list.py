@@ -26,9 +26,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mangahub.bus import Event, EventBus
@@ -37,12 +47,13 @@ from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
 from mangahub.domain.text import bad_characters
-from mangahub.readmodels.catalog import publish_catalog_changed
+from mangahub.readmodels.catalog import SUMMARY_COLUMNS, publish_catalog_changed, summaries
 from mangahub.services._common import (
     fetch_page,
     manga_not_found,
-    publish_after_commit,
-    upsert,
+    publish_all_after_commit,
+    recompute_averages,
+    upsert_rows,
     valid_id,
 )
 from mangahub.storage.database import Database
@@ -70,6 +81,36 @@ _DEFAULTS: dict[str, Any] = {
 FIELDS = frozenset({"status", *_DEFAULTS})
 _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
+_ENTRIES = cast(Table, ReadingEntry.__table__)
+_USERS = cast(Table, User.__table__)
+
+# The group commit's statements, built once (SQLAlchemy caches their compiled form;
+# building them anew costs more than running them for a batch of one).
+_SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding=True)))
+_CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _STORED)).where(
+    tuple_(_ENTRIES.c.user_id, _ENTRIES.c.manga_id).in_(bindparam("keys", expanding=True))
+)
+_LOCK_USERS = (
+    select(_USERS.c.id)
+    .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_USERS.c.id)
+    .with_for_update()
+)
+_RESERVE_VERSIONS = (
+    update(_USERS)
+    .values(progress_seq=_USERS.c.progress_seq + bindparam("count", type_=BigInteger))
+    .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
+    .returning(_USERS.c.id, _USERS.c.progress_seq)
+)
+_UPSERTS = {
+    dialect: upsert_rows(
+        dialect,
+        _ENTRIES,
+        keys=("user_id", "manga_id"),
+        update=[c for c in _STORED if c != "added_at"],
+    )
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 class WriteMode(StrEnum):
@@ -110,7 +151,16 @@ class EntryWrite:
     origin: str | None = None
 
 
+class StoredEntry(NamedTuple):
+    """A committed write: the entry, and the same entry as JSON (``data``) built once
+    for its event, its TCP ack and its pushes."""
+
+    entry: EntryPublic
+    data: dict[str, Any]
+
+
 Outcome = EntryPublic | MangaHubError
+StoredOutcome = StoredEntry | MangaHubError
 
 
 class ReadingListService:
@@ -175,9 +225,9 @@ class ReadingListService:
         entry = await self.write(EntryWrite(user_id, manga_id, {"score": score}))
         return RatingPublic(manga_id=manga_id, score=score, updated_at=entry.updated_at)
 
-    async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[Outcome]:
+    async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[StoredOutcome]:
         """The TCP group commit: many progress writes in one transaction."""
-        return await self.write_many(
+        return await self._write_many(
             [
                 EntryWrite(
                     w.user_id,
@@ -194,20 +244,28 @@ class ReadingListService:
         """Store many writes in one transaction; one outcome per write, in order. A
         write that breaks a rule gets its error and does not affect the others; later
         writes of the same entry apply on top of earlier ones and get higher versions."""
+        outcomes = await self._write_many(writes)
+        return [o.entry if isinstance(o, StoredEntry) else o for o in outcomes]
+
+    async def _write_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
         async with self._db.session() as s:
             outcomes = await _store(s, self._db.dialect, writes)
         rescored = {
             w.manga_id
             for w, outcome in zip(writes, outcomes, strict=True)
-            if isinstance(outcome, EntryPublic) and "score" in w.changes
+            if isinstance(outcome, StoredEntry) and "score" in w.changes
         }
         if rescored:  # their average_rating moved
             await publish_catalog_changed(self._bus, *sorted(rescored))
-        for write, outcome in zip(writes, outcomes, strict=True):
-            if isinstance(outcome, EntryPublic):
-                await publish_after_commit(
-                    self._bus, f"progress:{write.user_id}", _event(outcome, write.origin)
-                )
+        # All at once, so a Redis bus sends them in one pipeline (in this order).
+        await publish_all_after_commit(
+            self._bus,
+            [
+                (f"progress:{write.user_id}", _event(outcome.data, write.origin))
+                for write, outcome in zip(writes, outcomes, strict=True)
+                if isinstance(outcome, StoredEntry)
+            ],
+        )
         return outcomes
 
     async def remove(self, user_id: uuid.UUID, manga_id: int) -> None:
@@ -223,7 +281,7 @@ class ReadingListService:
                     .execution_options(synchronize_session=False)
                 )
                 if removed is not None:
-                    await _recompute_average(s, manga_id)
+                    await recompute_averages(s, [manga_id])
         if removed is None:
             raise _not_listed(manga_id)
         await publish_catalog_changed(self._bus, manga_id)  # its score left the average
@@ -432,8 +490,10 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
 _Key = tuple[uuid.UUID, int]
 
 
-async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) -> list[Outcome]:
-    outcomes: list[Outcome | None] = [_check_write(w) for w in writes]
+async def _store(
+    s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]
+) -> list[StoredOutcome]:
+    outcomes: list[StoredOutcome | None] = [_check_write(w) for w in writes]
     series = await _load_series(
         s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
     )
@@ -441,7 +501,7 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
         if outcomes[i] is None:
             outcomes[i] = _check_against_series(write, series.get(write.manga_id))
     # Only writes that passed so far take a version (and lock their user's row).
-    versions = await _take_versions(s, writes, outcomes)
+    versions = await _take_versions(s, dialect, writes, outcomes)
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
     await _lock_manga(s, scored)
@@ -460,7 +520,7 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
         if problem is not None:
             outcomes[i] = problem
             continue
-        facts = SeriesFacts(manga.total_chapters, manga.status == MangaStatus.COMPLETED.value)
+        facts = SeriesFacts(manga.total_chapters, manga.status is MangaStatus.COMPLETED)
         entry = apply(before, write.changes, facts, today)
         entry["chapter"] = _normalize(float(entry["chapter"]))
         entry.update(
@@ -473,24 +533,17 @@ async def _store(s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]) ->
         # A snapshot: later writes of the same entry in this batch change ``current``.
         done[i] = dict(entry)
     if stored:
-        rows = [_row(key, entry) for key, entry in stored.items()]
-        await s.execute(
-            upsert(
-                dialect,
-                ReadingEntry,
-                rows,
-                keys=("user_id", "manga_id"),
-                update=[c for c in _STORED if c != "added_at"],
-            )
-        )
-    for manga_id in scored:
-        await _recompute_average(s, manga_id)
-        if manga_id in series:
-            await s.refresh(series[manga_id], ["average_rating"])
-    summaries = {m.id: MangaSummary.model_validate(m) for m in series.values()}
+        # One statement run for every row (compiled once, whatever the batch size).
+        await s.execute(_UPSERTS[dialect], [_row(key, entry) for key, entry in stored.items()])
+    if scored:
+        averages = await recompute_averages(s, scored)
+        for manga_id, average in averages.items():
+            if manga_id in series:
+                series[manga_id] = series[manga_id].model_copy(update={"average_rating": average})
     for i, entry in done.items():
         manga_id = writes[i].manga_id
-        outcomes[i] = EntryPublic(manga_id=manga_id, manga=summaries[manga_id], **entry)
+        public = EntryPublic(manga_id=manga_id, manga=series[manga_id], **entry)
+        outcomes[i] = StoredEntry(public, public.model_dump(mode="json"))
     # Every write has its outcome by now; the filter only narrows the type.
     return [o for o in outcomes if o is not None]
 
@@ -516,7 +569,7 @@ def _check_presence(write: EntryWrite, present: bool) -> MangaHubError | None:
     return None
 
 
-def _check_against_series(write: EntryWrite, manga: Manga | None) -> MangaHubError | None:
+def _check_against_series(write: EntryWrite, manga: MangaSummary | None) -> MangaHubError | None:
     """NotFound for an unknown series; ValidationFailed for a chapter beyond its known
     chapter count."""
     if manga is None:
@@ -532,23 +585,26 @@ def _check_against_series(write: EntryWrite, manga: Manga | None) -> MangaHubErr
 
 
 async def _take_versions(
-    s: AsyncSession, writes: Sequence[EntryWrite], outcomes: list[Outcome | None]
+    s: AsyncSession,
+    dialect: str,
+    writes: Sequence[EntryWrite],
+    outcomes: list[StoredOutcome | None],
 ) -> dict[int, int]:
-    """Reserve the next per-user version for every accepted write, in arrival order.
-    This also locks the users' rows (PostgreSQL) before their entries are read."""
+    """Reserve the next per-user version for every accepted write, in arrival order:
+    one statement for all the users with the same number of writes in the batch
+    (usually one statement). On PostgreSQL the users' rows are locked first, in id
+    order, so two processes batching the same users cannot deadlock, and before their
+    entries are read."""
     per_user = Counter(w.user_id for w, o in zip(writes, outcomes, strict=True) if o is None)
     last: dict[uuid.UUID, int] = {}
-    # Sorted, so two processes batching the same users lock them in the same order.
-    for user_id in sorted(per_user):
-        seq = await s.scalar(
-            update(User)
-            .where(User.id == user_id)
-            .values(progress_seq=User.progress_seq + per_user[user_id])
-            .returning(User.progress_seq)
-            .execution_options(synchronize_session=False)
-        )
-        if seq is not None:
-            last[user_id] = seq
+    if per_user and dialect == "postgresql":
+        await s.execute(_LOCK_USERS, {"ids": list(per_user)})
+    by_count: dict[int, list[uuid.UUID]] = {}
+    for user_id, count in per_user.items():
+        by_count.setdefault(count, []).append(user_id)
+    for count, user_ids in sorted(by_count.items()):
+        rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
+        last.update((row[0], row[1]) for row in rows.all())
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
     for i in reversed(range(len(writes))):
@@ -572,44 +628,20 @@ async def _lock_manga(s: AsyncSession, manga_ids: Sequence[int]) -> None:
         )
 
 
-async def _load_series(s: AsyncSession, manga_ids: set[int]) -> dict[int, Manga]:
+async def _load_series(s: AsyncSession, manga_ids: set[int]) -> dict[int, MangaSummary]:
+    """The summaries of these series (what the rules need is in them too), by Core rows."""
     if not manga_ids:
         return {}
-    rows = await s.scalars(select(Manga).where(Manga.id.in_(manga_ids)))
-    return {m.id: m for m in rows}
+    conn = await s.connection()
+    rows = (await conn.execute(_SERIES, {"ids": list(manga_ids)})).all()
+    return {m.id: m for m in await summaries(conn, rows)}
 
 
 async def _load_entries(s: AsyncSession, keys: set[_Key]) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
-    columns = [getattr(ReadingEntry, name) for name in _STORED]
-    rows = await s.execute(
-        select(ReadingEntry.user_id, ReadingEntry.manga_id, *columns).where(
-            tuple_(ReadingEntry.user_id, ReadingEntry.manga_id).in_(list(keys))
-        )
-    )
+    rows = await s.execute(_CURRENT, {"keys": list(keys)})
     return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows.all()}
-
-
-async def _recompute_average(s: AsyncSession, manga_id: int) -> None:
-    count, average = (
-        await s.execute(
-            select(func.count(ReadingEntry.score), func.avg(ReadingEntry.score)).where(
-                ReadingEntry.manga_id == manga_id
-            )
-        )
-    ).one()
-    await s.execute(
-        update(Manga)
-        .where(Manga.id == manga_id)
-        .values(
-            average_rating=None if average is None else round(float(average), 2),
-            rating_count=count,
-            # A new score is not an edit of the series: keep "recently updated" honest.
-            updated_at=Manga.updated_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -628,8 +660,8 @@ def _not_listed(manga_id: int) -> NotFound:
     return NotFound("manga is not in your library", details={"manga_id": manga_id})
 
 
-def _event(entry: EntryPublic, origin: str | None) -> Event:
-    event: Event = {"type": "progress", "data": entry.model_dump(mode="json")}
+def _event(data: dict[str, Any], origin: str | None) -> Event:
+    event: Event = {"type": "progress", "data": data}
     if origin is not None:
         event["origin"] = origin
     return event

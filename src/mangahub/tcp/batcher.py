@@ -27,13 +27,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import InternalError, MangaHubError, Unavailable
-from mangahub.domain.schemas import EntryPublic
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +49,25 @@ class ProgressWrite(NamedTuple):
     volume: int | None = None
 
 
-WriteOne = Callable[[ProgressWrite], Awaitable[EntryPublic]]
-WriteMany = Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[EntryPublic | MangaHubError]]]
+R = TypeVar("R")  # what the store answers for one stored write
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Pending(Generic[R]):
     write: ProgressWrite
-    future: asyncio.Future[EntryPublic] = field(
+    future: asyncio.Future[R] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class ProgressBatcher:
+class ProgressBatcher(Generic[R]):
     """Collects concurrent progress writes into shared transactions."""
 
     def __init__(
         self,
-        write_one: WriteOne,
-        write_many: WriteMany | None = None,
+        write_one: Callable[[ProgressWrite], Awaitable[R]],
+        write_many: Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[R | MangaHubError]]]
+        | None = None,
         *,
         max_batch: int = 256,
         max_queue: int = 8192,
@@ -76,7 +75,7 @@ class ProgressBatcher:
         self._write_one = write_one
         self._write_many = write_many
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[_Pending[R]] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Counters for tests and metrics.
@@ -87,12 +86,12 @@ class ProgressBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="progress-batcher")
 
-    async def submit(self, write: ProgressWrite) -> asyncio.Future[EntryPublic]:
+    async def submit(self, write: ProgressWrite) -> asyncio.Future[R]:
         """Queue ``write`` (waiting for room when the queue is full); the returned future
         resolves to the stored progress once committed, or raises a MangaHubError."""
         if self._closing or self._task is None:
             raise Unavailable("server shutting down")
-        pending = _Pending(write)
+        pending: _Pending[R] = _Pending(write)
         # A caller that went away (connection dropped) never reads its future; mark the
         # outcome as seen so asyncio does not log it as unretrieved.
         pending.future.add_done_callback(_consume)
@@ -134,10 +133,10 @@ class ProgressBatcher:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending[R]]) -> None:
         if not batch:
             return
-        if self._write_many is not None and len(batch) > 1:
+        if self._write_many is not None:
             try:
                 results = await self._write_many([p.write for p in batch])
             except (IntegrityError, DataError):
@@ -180,16 +179,16 @@ def _unexpected(exc: Exception) -> MangaHubError:
     return InternalError("could not store progress")
 
 
-def _consume(future: asyncio.Future[EntryPublic]) -> None:
+def _consume(future: asyncio.Future[R]) -> None:
     if not future.cancelled():
         future.exception()
 
 
-def _succeed(pending: _Pending, result: EntryPublic) -> None:
+def _succeed(pending: _Pending[R], result: R) -> None:
     if not pending.future.done():
         pending.future.set_result(result)
 
 
-def _fail(pending: _Pending, exc: MangaHubError) -> None:
+def _fail(pending: _Pending[R], exc: MangaHubError) -> None:
     if not pending.future.done():
         pending.future.set_exception(exc)

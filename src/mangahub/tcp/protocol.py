@@ -6,7 +6,7 @@ module does no I/O and never awaits: :class:`ServerSession` takes bytes in
 (:meth:`~ServerSession.next_event`), and queues encoded reply lines
 (:meth:`~ServerSession.data_to_send`). The asyncio server in ``server.py`` is a thin
 wrapper: it owns the socket, the timers (auth 10 s, idle 90 s, token expiry), the
-send queue and the calls into the services.
+flow control and the calls into the services.
 
 Session states::
 

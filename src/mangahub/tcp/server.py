@@ -1,17 +1,20 @@
 """The TCP progress-sync door (port 8081): an asyncio.Protocol around ServerSession.
 
-Per connection:
+Per connection, one task and no queue of its own:
 
 - ``data_received`` feeds the sans-I/O :class:`~mangahub.tcp.protocol.ServerSession`;
-  one task pulls its events and calls the services. Reading pauses while too many
-  complete lines wait to be handled, so a fast sender is slowed, never buffered
-  without bound.
+  the connection's task pulls its events and calls the services. Reading pauses while
+  too many complete lines wait to be handled, so a fast sender is slowed, never
+  buffered without bound.
 - ``progress_update`` goes to the process-wide :class:`ProgressBatcher` (group
-  commit). Updates are pipelined (up to ``max_in_flight`` per connection) and an
-  ack task answers them in order, each ``ack`` only once its transaction committed.
-- The user's bus topic ``progress:<user_id>`` feeds pushes; events carrying this
-  session's id as ``origin`` are its own writes (already acked) and are skipped.
-  If the bus had to drop events for this subscriber, the connection is closed: the
+  commit). Updates are pipelined (up to ``max_in_flight`` per connection); each
+  ``ack`` is written by the update's done-callback once its transaction committed.
+  The batcher resolves futures in submission order, so acks leave in order.
+- The user's bus topic ``progress:<user_id>`` feeds pushes through a subscription
+  whose listener writes the push straight to the socket (no queue, no task hop); the
+  line is encoded once per event and shared by every receiving connection. Events
+  carrying this session's id as ``origin`` are its own writes (already acked) and are
+  skipped. If the bus lost events for this subscriber, the connection is closed: the
   client reconnects and catches up with ``sync``, which is always complete.
 - A session lasts as long as its token: ``auth_ok`` carries ``expires_in`` and the
   serve loop's deadline includes the token's expiry (wall-clock seconds left turned
@@ -19,10 +22,11 @@ Per connection:
   a fresh token of the same user moves that deadline (no re-subscribe); when it
   passes, in-flight updates are still acked, then ``unauthorized`` "access token
   expired" and close.
-- Every line out goes through a bounded send queue drained by a writer task that
-  honours the transport's flow control. Replies wait for room (the client only
-  slows itself); a push that finds the queue full drops the connection, so one
-  slow reader never delays anybody else.
+- Lines go straight to the transport, whose flow control bounds what waits for the
+  socket: replies (acks, sync rows) are only produced while the transport is not
+  paused (the client only slows itself); a push that finds more than ``send_buffer``
+  bytes unsent drops the connection, so one slow reader never delays anybody else
+  nor grows the server's memory.
 
 Shutdown (:meth:`TcpServer.stop`): stop accepting, stop reading, wait for the
 in-flight updates to commit and be acked, send ``unavailable`` "server shutting
@@ -37,21 +41,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import ValidationError
-
 from mangahub import metrics
 from mangahub.app import Runtime
-from mangahub.bus import Subscription
+from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
+from mangahub.services.reading_list import StoredEntry
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
 from mangahub.tcp.protocol import (
     MAX_LINE,
@@ -89,8 +91,8 @@ class TcpConfig:
     max_line: int = MAX_LINE
     rate: float = RATE_PER_SECOND
     burst: int = RATE_BURST
-    send_queue: int = 1024
-    """Lines waiting for the socket; a push finding it full drops the connection."""
+    send_buffer: int = 1 << 20
+    """Bytes waiting for the socket; a push finding more drops the connection."""
     max_in_flight: int = 256
     """Updates of one connection submitted but not yet acked."""
     max_pending_lines: int = 512
@@ -105,72 +107,30 @@ def progress_json(progress: EntryPublic) -> dict[str, Any]:
     return progress.model_dump(mode="json")
 
 
-def _push_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The bus carries the service's event; serialize it like every other progress
-    object (so timestamps look the same on every backend)."""
-    try:
-        return progress_json(EntryPublic.model_validate(data))
-    except ValidationError:
-        return data
-
-
 _FULL = encode(
     {"type": "error", "code": "unavailable", "message": "server is at its connection limit"}
 )
 
 
-class _Outbox:
-    """Bounded FIFO of encoded lines between the connection and its writer task."""
+class _PushLines:
+    """The ``progress`` line of a bus event, encoded once: the bus hands the same event
+    object to every subscriber of the topic in a row, so one slot is enough."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._low = max(1, limit // 2)
-        self._lines: deque[bytes] = deque()
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self.closed = False
+    __slots__ = ("_event", "_line")
 
-    def __len__(self) -> int:
-        return len(self._lines)
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._line: bytes | None = None
 
-    def offer(self, lines: list[bytes]) -> bool:
-        """Queue without waiting; False when that would exceed the limit."""
-        if self.closed or not lines:
-            return True
-        if len(self._lines) + len(lines) > self.limit:
-            return False
-        self._lines.extend(lines)
-        self._readable.set()
-        return True
-
-    async def put(self, lines: list[bytes]) -> None:
-        """Queue once the backlog is under half the limit (replies: the sender waits)."""
-        while lines and not self.closed and len(self._lines) >= self._low:
-            self._writable.clear()
-            await self._writable.wait()
-        if lines and not self.closed:
-            self._lines.extend(lines)
-            self._readable.set()
-
-    async def take(self) -> list[bytes]:
-        """Everything queued; waits for something; [] once closed and empty."""
-        while not self._lines:
-            if self.closed:
-                return []
-            self._readable.clear()
-            await self._readable.wait()
-        lines = list(self._lines)
-        self._lines.clear()
-        self._writable.set()
-        return lines
-
-    def close(self, *, discard: bool = False) -> None:
-        self.closed = True
-        if discard:
-            self._lines.clear()
-        self._readable.set()
-        self._writable.set()
+    def line(self, event: Event) -> bytes | None:
+        """The push line, or None for an event that is not a progress entry."""
+        if event is not self._event:
+            data = event.get("data")
+            self._event = event
+            self._line = (
+                encode({"type": "progress", "data": data}) if isinstance(data, dict) else None
+            )
+        return self._line
 
 
 class _Refusal(asyncio.Protocol):
@@ -204,7 +164,32 @@ class _Refusal(asyncio.Protocol):
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: transport callbacks plus the tasks that serve it."""
+    """One client connection: transport callbacks plus the one task that serves it."""
+
+    __slots__ = (
+        "server",
+        "config",
+        "session_id",
+        "session",
+        "user_id",
+        "task",
+        "peer",
+        "_transport",
+        "_loop",
+        "_waiter",
+        "_timer",
+        "_write_paused",
+        "_lost",
+        "_paused",
+        "_stopping",
+        "_aborted",
+        "_last_rx",
+        "_auth_deadline",
+        "_expires_at",
+        "_expired",
+        "_in_flight",
+        "_subscription",
+    )
 
     def __init__(self, server: TcpServer) -> None:
         self.server = server
@@ -213,16 +198,18 @@ class _Connection(asyncio.Protocol):
         self.session = ServerSession(
             max_line=self.config.max_line, rate=self.config.rate, burst=self.config.burst
         )
-        self.outbox = _Outbox(self.config.send_queue)
         self.user_id: uuid.UUID | None = None
         self.task: asyncio.Task[None] | None = None
         self.peer: str = "?"
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._lost = asyncio.Event()
+        # The task sleeps on this future; every callback that may unblock it resolves it.
+        self._waiter: asyncio.Future[None] | None = None
+        # Wakes the task at (or before) its next deadline; kept across sleeps, since the
+        # idle deadline moves with every line received.
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._lost = False
         self._paused = False
         self._stopping = False
         self._aborted = False
@@ -230,11 +217,8 @@ class _Connection(asyncio.Protocol):
         self._auth_deadline = self._last_rx + self.config.auth_timeout
         self._expires_at: float | None = None  # loop time the session's token runs out
         self._expired = False
-        self._pending: asyncio.Queue[tuple[MessageId, asyncio.Future[EntryPublic]]] = asyncio.Queue(
-            self.config.max_in_flight
-        )
+        self._in_flight = 0  # updates submitted, not yet acked
         self._subscription: Subscription | None = None
-        self._helpers: list[asyncio.Task[None]] = []
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -252,28 +236,27 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._loop.time()
         self.session.receive_data(data)
-        self._wake.set()
+        self._wake()
         if self.session.pending_lines > self.config.max_pending_lines and not self._paused:
             self._paused = True
             self._transport_call("pause_reading")
 
     def eof_received(self) -> bool:
         self.session.receive_eof()
-        self._wake.set()
+        self._wake()
         return True  # keep our half open: replies to the last lines still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost.set()
-        self._aborted = self._aborted or not self.outbox.closed
-        self.outbox.close(discard=True)
-        self._can_write.set()
-        self._wake.set()
+        self._aborted = self._aborted or not self._stopping_output
+        self._lost = True
+        self._wake()
 
     def pause_writing(self) -> None:
-        self._can_write.clear()
+        self._write_paused = True
 
     def resume_writing(self) -> None:
-        self._can_write.set()
+        self._write_paused = False
+        self._wake()
 
     # -- control from the server ---------------------------------------------------------
 
@@ -281,15 +264,14 @@ class _Connection(asyncio.Protocol):
         """Stop reading; finish in-flight updates, say goodbye, close (see _run)."""
         self._stopping = True
         self._transport_call("pause_reading")
-        self._wake.set()
+        self._wake()
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, unsent lines included."""
         if not self._aborted:
             log.info("tcp %s: dropping connection: %s", self.peer, reason)
         self._aborted = True
-        self.outbox.close(discard=True)
-        self._wake.set()
+        self._wake()
         if self._transport is not None:
             self._transport.abort()
 
@@ -298,29 +280,109 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(RuntimeError):
                 getattr(self._transport, name)()
 
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, deadline: float | None = None) -> None:
+        """Until a callback wakes the task (or ``deadline``, loop time, passes)."""
+        if deadline is not None and (self._timer is None or self._timer.when() > deadline):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _on_timer(self) -> None:
+        # Maybe early (the deadline moved since): the serve loop checks and sleeps again.
+        self._timer = None
+        self._wake()
+
+    @property
+    def _stopping_output(self) -> bool:
+        """True once the session said its last line (an orderly close)."""
+        return self.session.close_expected
+
+    # -- lines out ---------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        """Hand the session's queued lines to the transport (dropped once aborted)."""
+        lines = self.session.data_to_send()
+        if lines and not (self._aborted or self._lost) and self._transport is not None:
+            self._transport.write(lines[0] if len(lines) == 1 else b"".join(lines))
+
+    def _on_event(self, topic: str, event: Event) -> None:
+        """The subscription's listener: push another device's write (or drop the
+        connection when events were missed or the client does not read). It runs
+        inside the bus's dispatch, so it never raises: the other receivers come next."""
+        try:
+            self._push(event)
+        except Exception:
+            log.exception("tcp %s: push on %s failed", self.peer, topic)
+            self.abort("internal error")
+
+    def _push(self, event: Event) -> None:
+        subscription = self._subscription
+        if event is MISSED or (subscription is not None and subscription.dropped):
+            # The bus lost events (an outage): a client resyncs (``sync``) after every
+            # reconnect, which brings what it missed.
+            self.abort("missed progress events; the client must sync")
+            return
+        if self.session.state is not SessionState.AUTHENTICATED:
+            # Subscribed, auth_ok not said yet: what commits now predates auth_ok, and
+            # the client's sync after auth_ok brings it (nothing may precede auth_ok).
+            return
+        if event.get("type") != "progress" or event.get("origin") == self.session_id:
+            return
+        line = self.server.push_lines.line(event)
+        transport = self._transport
+        if line is None or transport is None or self._aborted or self._lost:
+            return
+        self._send()  # replies queued before it go first
+        transport.write(line)
+        metrics.TCP_OUT_PUSH.inc()
+        if transport.get_write_buffer_size() > self.config.send_buffer:
+            self.abort(f"send buffer full ({self.config.send_buffer} bytes); slow reader")
+
+    def _stored(self, message_id: MessageId, future: asyncio.Future[StoredEntry]) -> None:
+        """Done-callback of one submitted update: its ack (or error), in order."""
+        self._in_flight -= 1
+        self._wake()
+        if future.cancelled():
+            metrics.TCP_ERRORS.labels("unavailable").inc()
+            self.session.send_error("unavailable", "server shutting down", message_id=message_id)
+        elif isinstance(exc := future.exception(), MangaHubError):
+            metrics.TCP_ERRORS.labels(exc.code).inc()
+            self.session.send_error(
+                exc.code, exc.message, message_id=message_id, details=exc.details
+            )
+        elif exc is not None:
+            metrics.TCP_ERRORS.labels("internal").inc()
+            log.error("tcp %s: progress update failed", self.peer, exc_info=exc)
+            self.session.send_error("internal", "internal error", message_id=message_id)
+        else:
+            metrics.TCP_OUT_ACK.inc()
+            self.session.send_ack(message_id, future.result().data)
+        self._send()
+
     # -- the connection's life -----------------------------------------------------------
 
     async def _run(self) -> None:
-        writer = asyncio.create_task(self._write_loop())
-        ack = asyncio.create_task(self._ack_loop())
-        self._helpers += [writer, ack]
         try:
             await self._serve()
             # Orderly end: every update already submitted is committed and acked first.
-            await self._pending.join()
+            await self._drain()
             if self._expired:
                 self.session.expire()
             elif self._stopping and not self.session.close_expected:
                 self.session.send_error("unavailable", "server shutting down", close=True)
             self.session.close()
-            await self._flush()
-            self.outbox.close()
-            try:
-                async with asyncio.timeout(self.config.close_timeout):
-                    await asyncio.shield(writer)
-            except TimeoutError:
-                self.abort("peer does not read; closing")
-            else:
+            self._send()
+            if not (self._aborted or self._lost):
                 await self._close_transport()
         except asyncio.CancelledError:
             self.abort("cancelled")
@@ -329,9 +391,8 @@ class _Connection(asyncio.Protocol):
             log.exception("tcp %s: connection failed", self.peer)
             self.abort("internal error")
         finally:
-            for task in self._helpers:
-                task.cancel()
-            await asyncio.gather(*self._helpers, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
             if self._subscription is not None:
                 await self._subscription.close()
             self.server._connections.discard(self)
@@ -339,19 +400,27 @@ class _Connection(asyncio.Protocol):
     async def _close_transport(self) -> None:
         assert self._transport is not None
         self._transport.close()  # flushes what the transport still holds, then closes
-        try:
-            async with asyncio.timeout(self.config.close_timeout):
-                await self._lost.wait()
-        except TimeoutError:
-            self._transport.abort()  # the peer does not read: give up on the rest
+        deadline = self._loop.time() + self.config.close_timeout
+        while not self._lost and self._loop.time() < deadline:
+            await self._sleep(deadline)
+        if not self._lost:
+            self.abort("peer does not read; closing")  # give up on the rest
+
+    async def _drain(self) -> None:
+        """Wait until every update this connection submitted is acked (or it is gone)."""
+        while self._in_flight and not (self._aborted or self._lost):
+            await self._sleep()
 
     async def _serve(self) -> None:
         session = self.session
-        while not (self._stopping or self._aborted or self._lost.is_set()):
+        while not (self._stopping or self._aborted or self._lost):
             if self._token_expired():
                 return  # checked before each event: nothing is handled on an expired token
+            if self._write_paused:
+                await self._sleep()  # the client does not read its replies: only it waits
+                continue
             event = session.next_event()
-            await self._flush()
+            self._send()
             if event is not None:
                 await self._handle(event)
                 continue
@@ -375,12 +444,9 @@ class _Connection(asyncio.Protocol):
                     session.close()
                 else:
                     session.send_error("unauthorized", "no auth message in time", close=True)
-                    await self._flush()
+                    self._send()
                 return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    await self._wake.wait()
+            await self._sleep(deadline)
 
     def _token_expired(self) -> bool:
         """True (and noted for _run, which acks what is in flight and then says why it
@@ -404,12 +470,6 @@ class _Connection(asyncio.Protocol):
         self._expires_at = self._loop.time() + left
         return int(left)
 
-    async def _flush(self) -> None:
-        """Hand queued replies to the writer, waiting for room (only this client waits)."""
-        lines = self.session.data_to_send()
-        if lines:
-            await self.outbox.put(lines)
-
     async def _handle(self, event: ClientEvent) -> None:
         metrics.TCP_IN[_EVENT_TYPES.get(type(event), "other")].inc()
         try:
@@ -430,7 +490,7 @@ class _Connection(asyncio.Protocol):
         except Exception:
             log.exception("tcp %s: failed to handle %s", self.peer, type(event).__name__)
             self.session.send_error("internal", "internal error")
-        await self._flush()
+        self._send()
 
     async def _authenticate(self, request: AuthRequest | RenewRequest) -> None:
         if isinstance(request, RenewRequest):
@@ -446,7 +506,7 @@ class _Connection(asyncio.Protocol):
             # Subscribe before saying auth_ok: everything committed after the client
             # sees auth_ok reaches it, and its sync covers what came before.
             self._subscription = await self.server.runtime.bus.subscribe(
-                f"progress:{principal.user_id}"
+                f"progress:{principal.user_id}", listener=self._on_event
             )
         except Exception:
             log.exception("tcp %s: cannot subscribe to progress events", self.peer)
@@ -455,7 +515,6 @@ class _Connection(asyncio.Protocol):
         self.session.accept_auth(
             self.session_id, str(principal.user_id), self._set_expiry(principal)
         )
-        self._helpers.append(asyncio.create_task(self._push_loop(self._subscription)))
         log.debug("tcp %s: %s authenticated (%s)", self.peer, principal.username, self.session_id)
 
     def _renew(self, request: RenewRequest) -> None:
@@ -474,6 +533,10 @@ class _Connection(asyncio.Protocol):
 
     async def _submit(self, update: ProgressUpdate) -> None:
         assert self.user_id is not None
+        while self._in_flight >= self.config.max_in_flight:
+            if self._aborted or self._lost:
+                return
+            await self._sleep()  # an ack makes room
         future = await self.server.batcher.submit(
             ProgressWrite(
                 user_id=self.user_id,
@@ -485,69 +548,22 @@ class _Connection(asyncio.Protocol):
                 origin=self.session_id,
             )
         )
-        await self._pending.put((update.id, future))
+        self._in_flight += 1
+        future.add_done_callback(functools.partial(self._stored, update.id))
 
     async def _sync(self, request: SyncRequest) -> None:
         assert self.user_id is not None
         # A sync sees every update this connection sent before it.
-        await self._pending.join()
+        await self._drain()
         rows = await self.server.runtime.reading_list.changed_since(
             self.user_id, request.since_version
         )
         for row in rows:
+            while self._write_paused and not (self._aborted or self._lost):
+                await self._sleep()  # the client reads the rows at its own pace
             self.session.send_progress(progress_json(row))
-            await self._flush()
+            self._send()
         self.session.send_sync_done()
-
-    # -- helper tasks ---------------------------------------------------------------------
-
-    async def _ack_loop(self) -> None:
-        while True:
-            message_id, future = await self._pending.get()
-            try:
-                progress = await asyncio.shield(future)
-            except MangaHubError as exc:
-                metrics.TCP_ERRORS.labels(exc.code).inc()
-                self.session.send_error(
-                    exc.code, exc.message, message_id=message_id, details=exc.details
-                )
-            except Exception:
-                metrics.TCP_ERRORS.labels("internal").inc()
-                log.exception("tcp %s: progress update failed", self.peer)
-                self.session.send_error("internal", "internal error", message_id=message_id)
-            else:
-                metrics.TCP_OUT_ACK.inc()
-                self.session.send_ack(message_id, progress_json(progress))
-            finally:
-                self._pending.task_done()
-            await self._flush()
-
-    async def _push_loop(self, subscription: Subscription) -> None:
-        async for _topic, event in subscription:
-            if subscription.dropped:
-                # Fell behind, or the bus lost events in an outage: a client resyncs
-                # (``sync``) after every reconnect, which brings what it missed.
-                self.abort("missed progress events; the client must sync")
-                return
-            if event.get("type") != "progress" or event.get("origin") == self.session_id:
-                continue
-            data = event.get("data")
-            if not isinstance(data, dict):
-                continue
-            self.session.send_progress(_push_data(data))
-            metrics.TCP_OUT_PUSH.inc()
-            if not self.outbox.offer(self.session.data_to_send()):
-                self.abort(f"send queue full ({self.outbox.limit} lines); slow reader")
-                return
-
-    async def _write_loop(self) -> None:
-        assert self._transport is not None
-        while True:
-            lines = await self.outbox.take()
-            if not lines or self._lost.is_set():
-                return
-            self._transport.write(b"".join(lines))
-            await self._can_write.wait()
 
 
 class TcpServer:
@@ -562,23 +578,19 @@ class TcpServer:
         self.host = host
         self.port = port
         self.config = config or TcpConfig()
-        entries = runtime.reading_list
-        self.batcher = ProgressBatcher(
-            lambda w: entries.set_progress(
-                w.user_id,
-                w.manga_id,
-                w.chapter,
-                volume=w.volume,
-                status=w.status,
-                device=w.device,
-                origin=w.origin,
-            ),
-            entries.update_many,
-            max_batch=self.config.max_batch,
+        self.batcher: ProgressBatcher[StoredEntry] = ProgressBatcher(
+            self._write_one, runtime.reading_list.update_many, max_batch=self.config.max_batch
         )
+        self.push_lines = _PushLines()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._closing = False
+
+    async def _write_one(self, write: ProgressWrite) -> StoredEntry:
+        (outcome,) = await self.runtime.reading_list.update_many([write])
+        if isinstance(outcome, MangaHubError):
+            raise outcome
+        return outcome
 
     @property
     def address(self) -> tuple[str, int]:

@@ -3,7 +3,8 @@
 The endpoint is the reader of a connection: it authenticates, registers the client
 with the app's :class:`~mangahub.chat.hub.Hub`, then reads frames and hands them to
 the hub, answering errors with ``{"type":"error",…}``. Everything the server sends
-after authentication goes through the client's queue and writer task.
+after authentication goes through the client (straight to the socket while it keeps
+up, else through the client's queue and writer task).
 
 Keepalive lives here because it is about reading: after ``ping_interval`` seconds
 without a frame from the client the server sends ``{"type":"ping"}``; at
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -71,9 +71,31 @@ class _Socket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
+        # uvicorn's websockets-sansio connection (what HttpServer runs) says whether its
+        # transport takes writes now: its ASGI ``send`` is a bound method of the
+        # protocol, which holds a ``writable`` event. Other servers: always queued.
+        writable = getattr(getattr(websocket._send, "__self__", None), "writable", None)  # noqa: SLF001
+        self._writable: asyncio.Event | None = (
+            writable if isinstance(writable, asyncio.Event) else None
+        )
+
+    def send_now(self, text: str) -> bool:
+        # While the transport is not paused, uvicorn's ``send`` of a data frame runs to
+        # the end without suspending (its only await is for ``writable``, before it
+        # writes), so the coroutine is stepped once here instead of by a task.
+        if self._writable is None or not self._writable.is_set():
+            return False
+        sending = self._ws.send({"type": "websocket.send", "text": text})
+        try:
+            sending.send(None)
+        except StopIteration:
+            return True
+        sending.close()  # suspended before writing anything: the caller queues the frame
+        return False
 
     async def send_text(self, text: str) -> None:
-        await self._ws.send_text(text)
+        # The ASGI message straight away (what ``send_text`` builds).
+        await self._ws.send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
@@ -103,7 +125,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         client.expire_in(principal.seconds_left())  # moved by each renewal
         manga_id = websocket.query_params.get("manga_id")
         if manga_id is not None:
-            await _reply_errors(client, _join_from_query(hub, client, manga_id))
+            await client.reply_errors(_join_from_query(hub, client, manga_id))
         await _read_loop(websocket, hub, client)
     except Exception:
         log.exception("chat: connection of %s failed", principal.username)
@@ -148,18 +170,7 @@ async def _read_loop(websocket: WebSocket, hub: Hub, client: Client) -> None:
         if raw is None:
             raw = message.get("bytes")
         if raw is not None:
-            await _reply_errors(client, hub.receive(client, raw))
-
-
-async def _reply_errors(client: Client, action: Awaitable[None]) -> None:
-    """Await ``action``; a domain error becomes an error message, the connection stays."""
-    try:
-        await action
-    except MangaHubError as exc:
-        await client.send(protocol.encode(protocol.error(exc.code, exc.message)))
-    except Exception:
-        log.exception("chat: failed to handle a message from %s", client.username)
-        await client.send(protocol.encode(protocol.error("internal", "internal error")))
+            await client.reply_errors(hub.receive(client, raw))
 
 
 # --- authentication ----------------------------------------------------------------------
