@@ -76,8 +76,9 @@ class HttpServer:
     ) -> None:
         # ``app``/``name``: the same server serves the internal trigger (udp part).
         self.name = name
+        self.app = app if app is not None else create_app(runtime)
         config = uvicorn.Config(
-            app if app is not None else create_app(runtime),
+            self.app,
             host=host,
             port=port,
             lifespan="off",
@@ -180,11 +181,24 @@ def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer
 
 @asynccontextmanager
 async def run_servers(
-    runtime: Runtime, parts: Sequence[Part] = PARTS, *, drain_timeout: float = 10.0
+    runtime: Runtime,
+    parts: Sequence[Part] = PARTS,
+    *,
+    drain_timeout: float = 10.0,
+    warm: bool = False,
 ) -> AsyncIterator[RunningServers]:
+    """``warm``: warm the catalog (:mod:`mangahub.warmup`) before any server starts."""
     running = RunningServers()
     try:
-        for server in build_servers(runtime, parts):
+        servers = build_servers(runtime, parts)
+        if warm:
+            from mangahub.warmup import warm_up
+
+            http = next(
+                (s for s in servers if isinstance(s, HttpServer) and s.name == "http"), None
+            )
+            await warm_up(runtime, parts, None if http is None else http.app)
+        for server in servers:
             await server.start()
             running.servers.append(server)
         yield running

@@ -90,6 +90,11 @@ class CatalogService:
         if self._bus is not None:
             await self._bus.tap(CATALOG_CHANGED, lambda _event: self._index.invalidate())
 
+    async def warm_search(self) -> None:
+        """Build the search index now (start-up), not in the first searches."""
+        async with self._db.session() as s:
+            await self._index.refresh(s)
+
     # --- imports ----------------------------------------------------------------------
 
     async def seed_bundled(self, *, force: bool = False) -> int:
