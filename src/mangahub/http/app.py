@@ -11,6 +11,7 @@ from mangahub.http.errors import KeepAliveApp, install_error_handlers
 from mangahub.http.limits import BodyLimitMiddleware
 from mangahub.http.middleware import (
     AccessLogMiddleware,
+    CachedPagesMiddleware,
     CachedSeriesMiddleware,
     HttpMetrics,
     MetricsMiddleware,
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(
         CachedSeriesMiddleware, reads=runtime.catalog_reads, handler=manga.get_manga.__name__
     )
+    app.add_middleware(CachedPagesMiddleware, reads=runtime.catalog_reads)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -203,3 +203,72 @@ class CachedSeriesMiddleware:
 
 
 _SERIES_PREFIX = "/api/manga/"
+
+
+class CachedPagesMiddleware:
+    """The catalog's listing, search and genre answers straight from the catalog read
+    model, by exact URL: the 100th reader of ``/api/manga?page=2`` costs no routing,
+    query validation or dependencies. A miss goes on to the app, and its 200 answer
+    is kept (unless a catalog change arrived meanwhile), so answers are the same
+    bytes either way; any catalog change drops them all, as it drops search pages.
+    These answers do not depend on who asks."""
+
+    paths = frozenset(
+        {"/api/manga", "/api/manga/search", "/api/manga/advanced-search", "/api/genres"}
+    )
+
+    def __init__(self, app: ASGIApp, reads: CatalogReadModel) -> None:
+        self.app = app
+        self.reads = reads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        key = (scope["path"], scope["query_string"])
+        found: _Stored | None = self.reads.cached_response(key)
+        if found is not None:
+            scope["route"] = found.route
+            await send({"type": "http.response.start", "status": 200, "headers": found.headers})
+            await send({"type": "http.response.body", "body": found.body})
+            return
+        generation = self.reads.generation
+        recorder = _ResponseRecorder(send)
+        await self.app(scope, receive, recorder)
+        stored = recorder.stored(scope.get("route"))
+        if stored is not None:
+            self.reads.keep_response(key, stored, generation)
+
+
+class _Stored(NamedTuple):
+    route: Any  # what MetricsMiddleware labels the request with
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class _ResponseRecorder:
+    """A ``send`` that also keeps a 200 answer sent in one body message."""
+
+    __slots__ = ("send", "status", "headers", "body", "parts")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.parts = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.parts += 1
+            if not message.get("more_body", False) and self.parts == 1:
+                self.body = message.get("body", b"")
+        await self.send(message)
+
+    def stored(self, route: Any) -> _Stored | None:
+        if self.status != 200 or self.parts != 1 or route is None:
+            return None
+        return _Stored(route, self.headers, self.body)

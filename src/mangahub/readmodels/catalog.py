@@ -133,6 +133,16 @@ class CatalogReadModel:
         views: dict[str, Any] | None = self._series.get(manga_id)
         return None if views is None else views.get(view)
 
+    def cached_response(self, key: Hashable) -> Any | None:
+        """A whole stored answer (see :meth:`keep_response`) if this process has it."""
+        return self._pages.get(("response", key))
+
+    def keep_response(self, key: Hashable, value: Any, generation: int) -> None:
+        """Store a whole answer produced since ``generation`` (read before producing
+        it); like a search page, any catalog change drops it."""
+        if self._may_store(generation):
+            self._pages.put(("response", key), value)
+
     async def series(self, manga_id: int, view: str, render: Callable[[MangaDetails], T]) -> T:
         """``render(details)`` of one series, cached per ``view``; NotFound if unknown."""
         views: dict[str, Any] | None = self._series.get(manga_id)
