@@ -187,7 +187,9 @@ async def run_servers(
     drain_timeout: float = 10.0,
     warm: bool = False,
 ) -> AsyncIterator[RunningServers]:
-    """``warm``: warm the catalog (:mod:`mangahub.warmup`) before any server starts."""
+    """``warm``: warm the catalog (:mod:`mangahub.warmup`) before any server starts,
+    and once all have started, keep what start-up built out of the garbage collector's
+    full passes (see :func:`mangahub.warmup.settle`)."""
     running = RunningServers()
     try:
         servers = build_servers(runtime, parts)
@@ -201,6 +203,10 @@ async def run_servers(
         for server in servers:
             await server.start()
             running.servers.append(server)
+        if warm:
+            from mangahub.warmup import settle
+
+            settle()
         yield running
     finally:
         for server in reversed(running.servers):
