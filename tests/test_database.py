@@ -74,3 +74,13 @@ async def test_connections_the_server_closed_are_replaced_at_checkout(
         assert len(await backend_pids()) == 4
     finally:
         await db.close()
+
+
+async def test_open_pool_leaves_the_steady_connections_open(runtime: Runtime) -> None:
+    db = Database(runtime.db.url)
+    try:
+        opened = await db.open_pool()
+        assert opened > 1
+        assert db.engine.sync_engine.pool.checkedin() == opened  # type: ignore[attr-defined]
+    finally:
+        await db.close()

@@ -7,6 +7,7 @@ the same listing pages, and they queue behind one another for seconds.
 ``mangahub serve`` runs :func:`warm_up` after the runtime is built (the bus is
 connected, so the read model hears invalidations) and before the servers start:
 
+* the database pool's steady connections are opened;
 * the search index is built;
 * every series' details, up to the read model's bound (most popular first), come
   from one statement and are rendered for the doors being started (HTTP JSON, gRPC
@@ -41,11 +42,13 @@ LISTING_PAGES = 25
 async def warm_up(runtime: Runtime, parts: Sequence[str], http_app: ASGIApp | None) -> None:
     """Warm the catalog for the doors in ``parts``; ``http_app`` is the HTTP door's app."""
     started = time.perf_counter()
+    connections = await runtime.db.open_pool()
     await runtime.catalog.warm_search()
     series = await runtime.catalog_reads.warm(_series_views(parts))
     pages = 0 if http_app is None else await _warm_http(http_app)
     log.info(
-        "warm-up: search index, %d series and %d pages ready in %.2f s",
+        "warm-up: %d database connections, search index, %d series and %d pages ready in %.2f s",
+        connections,
         series,
         pages,
         time.perf_counter() - started,

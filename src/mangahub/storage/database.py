@@ -104,6 +104,17 @@ class Database:
             async with self._read_engine.connect() as conn:
                 yield conn
 
+    async def open_pool(self) -> int:
+        """Open the pool's steady connections now (start-up), so that a crowd of first
+        requests finds them instead of connecting one each; returns how many."""
+        size = getattr(self.engine.sync_engine.pool, "size", None)
+        if size is None:
+            return 0
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(size()):
+                await held.enter_async_context(self.read())
+            return int(size())
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
         if self.is_sqlite:
