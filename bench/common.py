@@ -1,5 +1,6 @@
 """Pieces every load benchmark shares: file limits, ports, ratios, server and client
-processes, and reading a process's memory and CPU time."""
+processes, reading a process's memory and CPU time, and the PostgreSQL database a
+run is given."""
 
 from __future__ import annotations
 
@@ -15,6 +16,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+async def ensure_postgres_database(url: str) -> bool:
+    """Create the database of a PostgreSQL SQLAlchemy ``url`` if it does not exist
+    (through the server's ``postgres`` database); True when it was created."""
+    import asyncpg
+    from sqlalchemy import make_url
+
+    target = make_url(url)
+    name = target.database
+    if not name:
+        raise SystemExit(f"no database name in {url}")
+    admin_url = target.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin_url.render_as_string(hide_password=False), timeout=10)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        quoted = name.replace('"', '""')
+        await conn.execute(f'CREATE DATABASE "{quoted}"')
+        return True
+    finally:
+        await conn.close()
 
 
 def raise_fd_limit() -> int:

@@ -25,8 +25,8 @@ from mangahub.app import Runtime, build_runtime
 from mangahub.catalog.records import SeriesRecord
 from mangahub.config import Settings
 from mangahub.http.app import create_app
-from mangahub.servers import warm_up
 from mangahub.storage.models import Manga
+from mangahub.warmup import settle, warm_up
 from server_config import run, serve
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "data" / "catalog_10k.json"
@@ -91,11 +91,13 @@ def main() -> None:
         settings = bench_settings(args.data_dir, args.database_url)
         async with build_runtime(settings) as runtime:
             info = await ensure_catalog(runtime, args.catalog, args.min_series)
-            # As `mangahub serve` does while its HTTP door opens (HttpServer.start).
-            await warm_up(runtime.catalog)
+            app = create_app(runtime)
+            # As `mangahub serve` does before its doors open (run_servers(warm=True)).
+            await warm_up(runtime, ["api"], app)
+            settle()
             ids = await manga_ids(runtime)
             info.update(kind="mangahub", backend=runtime.db.dialect, count=len(ids), ids=ids)
-            await serve(create_app(runtime), args.port, args.ready_file, info)
+            await serve(app, args.port, args.ready_file, info)
 
     run(_main)
 

@@ -1,11 +1,16 @@
-"""The database handle: losing the database is a typed, retryable error."""
+"""The database handle: losing the database is a typed, retryable error, and the
+pool never hands out a connection the server closed."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import text
 
+from mangahub.app import Runtime
 from mangahub.domain.errors import Unavailable
+from mangahub.storage import database
 from mangahub.storage.database import Database
 from tests.live_server import free_port
 
@@ -27,5 +32,55 @@ async def test_other_errors_keep_their_type() -> None:
         with pytest.raises(ValueError, match="boom"):
             async with db.session():
                 raise ValueError("boom")
+    finally:
+        await db.close()
+
+
+async def test_connections_the_server_closed_are_replaced_at_checkout(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a ping per checkout, a pooled connection whose backend is gone (a
+    restart, an administrator's terminate) is still never handed to a read; nor is
+    one that sat idle long enough to have died unseen (pinged first)."""
+    if runtime.db.is_sqlite:
+        pytest.skip("PostgreSQL's pool")
+    db = Database(runtime.db.url)
+    try:
+
+        async def backend_pids() -> set[int]:
+            async def one() -> int:
+                async with db.read() as conn:
+                    pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                    await asyncio.sleep(0.05)  # held: the others take other connections
+                    return int(pid)
+
+            return set(await asyncio.gather(*(one() for _ in range(4))))
+
+        pooled = await backend_pids()
+        pids = {"pids": sorted(pooled)}
+        async with runtime.db.read() as admin:
+            await admin.execute(
+                text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) pid"),
+                pids,
+            )
+            alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+            while (await admin.execute(alive, pids)).scalar_one():
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # the pooled connections' event loop reads the close
+        assert not (await backend_pids()) & pooled
+
+        # Idle "long enough" (now: at once): pinged at checkout, and still served.
+        monkeypatch.setattr(database, "PING_AFTER_IDLE", 0.0)
+        assert len(await backend_pids()) == 4
+    finally:
+        await db.close()
+
+
+async def test_open_pool_leaves_the_steady_connections_open(runtime: Runtime) -> None:
+    db = Database(runtime.db.url)
+    try:
+        opened = await db.open_pool()
+        assert opened > 1
+        assert db.engine.sync_engine.pool.checkedin() == opened  # type: ignore[attr-defined]
     finally:
         await db.close()

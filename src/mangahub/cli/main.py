@@ -160,7 +160,10 @@ async def _serve(settings: Settings, parts: tuple[Part, ...]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_runtime(settings) as runtime, run_servers(runtime, parts) as running:
+    async with (
+        build_runtime(settings) as runtime,
+        run_servers(runtime, parts, warm=True) as running,
+    ):
         for server in running.servers:
             host, port = server.address
             # One parseable line per listener: scripts (and tests using port 0) read these.

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -119,7 +119,15 @@ class CatalogReadModel:
         # invalidation drops every door's rendering of it at once.
         self._series = _Lru(max_series, ttl)
         self._pages = _Lru(max_pages, ttl)
-        self._details_stmt = _details_statement(db.dialect)
+        self._max_series = max_series
+        self._details_stmt = _details_select(db.dialect).where(
+            Manga.id == bindparam("manga_id", type_=Integer)
+        )
+        self._all_details_stmt = (
+            _details_select(db.dialect)
+            .order_by(Manga.popularity.desc(), Manga.id)
+            .limit(bindparam("limit", type_=Integer))
+        )
         self.generation = 0
 
     async def start(self) -> None:
@@ -158,6 +166,32 @@ class CatalogReadModel:
             self._pages.put(key, value)
         return value
 
+    async def warm(self, views: Mapping[str, Callable[[MangaDetails], Any]]) -> int:
+        """Fill the series cache, up to its bound and most popular first, rendered for
+        every one of ``views`` (view name → render), from one statement; returns how
+        many series it stored. Like a cold read, a load that an invalidation overtook
+        is not kept (tried once more, then left to the cold reads)."""
+        for _ in range(2):
+            generation = self.generation
+            if not self._may_store(generation):
+                return 0  # nothing is cached while other processes' events cannot arrive
+            found = await self.load_all_details(self._max_series)
+            # No await from here on: no event can slip in between check and store.
+            if not self._may_store(generation):
+                continue
+            for details in found:
+                self._series.put(
+                    details.id, {view: render(details) for view, render in views.items()}
+                )
+            return len(found)
+        return 0
+
+    async def load_all_details(self, limit: int) -> list[MangaDetails]:
+        """Up to ``limit`` series, most popular first, in one statement."""
+        async with self._db.read() as conn:
+            rows = (await conn.execute(self._all_details_stmt, {"limit": limit})).all()
+        return [self._details(row) for row in rows]
+
     async def load_details(self, manga_id: int) -> MangaDetails:
         """One series from the database, in one statement; NotFound if unknown."""
         if not valid_id(manga_id):
@@ -166,6 +200,9 @@ class CatalogReadModel:
             row = (await conn.execute(self._details_stmt, {"manga_id": manga_id})).one_or_none()
         if row is None:
             raise manga_not_found(manga_id)
+        return self._details(row)
+
+    def _details(self, row: Row[Any]) -> MangaDetails:
         values = dict(row._mapping)
         names = values.pop("genre_names")
         # JSON text from SQLite; PostgreSQL's json_agg may arrive decoded already.
@@ -219,8 +256,8 @@ async def summaries(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Man
     return [MangaSummary.model_validate({**row._mapping, "genres": names[row.id]}) for row in rows]
 
 
-def _details_statement(dialect: str) -> Select[Any]:
-    """The series row plus its genre names as a JSON array, by ``:manga_id``."""
+def _details_select(dialect: str) -> Select[Any]:
+    """Series rows plus each one's genre names as a JSON array."""
     names: Any
     if dialect == "postgresql":
         names = func.json_agg(aggregate_order_by(Genre.name, Genre.name))
@@ -235,4 +272,4 @@ def _details_statement(dialect: str) -> Select[Any]:
         .label("genre_names")
     )
     columns = [c for c in Manga.__table__.c if c.key in MangaDetails.model_fields]
-    return select(*columns, genre_names).where(Manga.id == bindparam("manga_id", type_=Integer))
+    return select(*columns, genre_names)

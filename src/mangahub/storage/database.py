@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, make_url, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -31,6 +32,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Seconds to open a PostgreSQL connection and to run one statement.
 CONNECT_TIMEOUT = 5.0
 STATEMENT_TIMEOUT = 30.0
+# Seconds a pooled PostgreSQL connection may sit unused before it is pinged at checkout.
+PING_AFTER_IDLE = 10.0
 
 
 class Database:
@@ -48,8 +51,9 @@ class Database:
             # (see read()) never open one, so the reset is a wasted thread hop.
             kwargs.update(pool_reset_on_return=None)
         else:
-            # A restarted server drops pooled connections: ping on checkout.
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10)
+            # No ping per checkout (one to three round trips per read): connections a
+            # restart closed are replaced at checkout without one (_checkout_check).
+            kwargs.update(pool_size=10, max_overflow=20, pool_timeout=10)
             if make_url(url).get_driver_name() == "asyncpg":
                 # Nothing waits forever on a lost server: connecting and each statement
                 # are bounded, and the timeout surfaces as Unavailable (503 / error frame).
@@ -60,6 +64,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            pool = self.engine.sync_engine.pool
+            event.listen(pool, "checkin", _note_checkin)
+            event.listen(pool, "checkout", _checkout_check(self.engine.dialect))
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Single reads run without BEGIN/COMMIT: SQLite's driver opens no transaction
         # for a SELECT; on PostgreSQL autocommit saves two round trips per read.
@@ -95,6 +103,17 @@ class Database:
         with _unavailable_on_loss():
             async with self._read_engine.connect() as conn:
                 yield conn
+
+    async def open_pool(self) -> int:
+        """Open the pool's steady connections now (start-up), so that a crowd of first
+        requests finds them instead of connecting one each; returns how many."""
+        size = getattr(self.engine.sync_engine.pool, "size", None)
+        if size is None:
+            return 0
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(size()):
+                await held.enter_async_context(self.read())
+            return int(size())
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
@@ -145,6 +164,36 @@ def _server_unavailable(exc: DBAPIError) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)
     return isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES)
+
+
+_CHECKED_IN_AT = "mangahub_checked_in_at"
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _checkout_check(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    """What ``pool_pre_ping`` did on every checkout, for much less. A connection the
+    server closed (restart, terminated backend) needs no round trip to be found: the
+    driver saw its socket close. Only a connection idle for PING_AFTER_IDLE seconds,
+    whose peer may have vanished silently meanwhile (a network drop), is pinged.
+    DisconnectionError makes the pool replace the connection and check out again."""
+
+    def check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        is_closed = getattr(dbapi_conn.driver_connection, "is_closed", None)  # asyncpg
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("connection closed by the server")
+        idle_since = record.info.get(_CHECKED_IN_AT)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # Gone unseen: the pool's other connections are suspect too.
+            raise DisconnectionError("ping failed", invalidate_pool=True) from exc
+
+    return check
 
 
 def _create_private_file(database: str | None) -> None:

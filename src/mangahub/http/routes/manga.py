@@ -210,10 +210,11 @@ async def federated_search(
 
 @router.get("/manga/{manga_id}", responses=_UNKNOWN_MANGA, response_model=MangaDetails)
 async def get_manga(manga_id: int, runtime: RuntimeDep) -> Response:
-    return JSONBytes(await runtime.catalog_reads.series(manga_id, "json", _details_json))
+    return JSONBytes(await runtime.catalog_reads.series(manga_id, "json", details_json))
 
 
-def _details_json(details: MangaDetails) -> bytes:
+def details_json(details: MangaDetails) -> bytes:
+    """A series as ``GET /api/manga/{id}`` answers it (also rendered at start-up)."""
     return MangaDetails.__pydantic_serializer__.to_json(details)
 
 
