@@ -87,6 +87,8 @@ _DEFAULTS: dict[str, Any] = {
     "notes": "",
 }
 FIELDS = frozenset({"status", *_DEFAULTS})
+# Status by value (a member is its own value): a dict lookup, cheaper than the enum call.
+_STATUS: dict[str, ReadingStatus] = {status.value: status for status in ReadingStatus}
 _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
 _ENTRIES = cast(Table, ReadingEntry.__table__)
@@ -411,7 +413,7 @@ def apply(
     """The entry after ``changes`` (SPEC "Reading entry" rules); ``current`` is None
     for a series not listed yet. Returns every field of :data:`FIELDS`."""
     entry: dict[str, Any] = dict(_DEFAULTS) if current is None else dict(current)
-    old_status = None if current is None else ReadingStatus(current["status"])
+    old_status = None if current is None else _STATUS[current["status"]]
     was_rereading = bool(entry["rereading"])
     old_chapter = float(entry["chapter"])
     for name, value in changes.items():
@@ -421,7 +423,7 @@ def apply(
     asked = changes.get("status")
     status: ReadingStatus
     if asked is not None:
-        status = ReadingStatus(asked)
+        status = _STATUS[asked]
     elif old_status is None:
         # A chapter write lists the series as reading; anything else plans to read it.
         status = ReadingStatus.READING if chapter_written else ReadingStatus.PLAN_TO_READ
@@ -479,7 +481,7 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
             if name not in _NULLABLE:
                 bad(name, "must not be null")
         elif name == "status":
-            if value not in frozenset(ReadingStatus):
+            if value not in _STATUS:
                 bad(name, "unknown reading status")
         elif name == "chapter":
             if (
@@ -831,7 +833,7 @@ def _entry_json(
     finished_on = entry["finished_on"]
     return {
         "manga_id": manga_id,
-        "status": ReadingStatus(entry["status"]).value,
+        "status": _STATUS[entry["status"]].value,
         "chapter": entry["chapter"],
         "volume": entry["volume"],
         "score": entry["score"],
@@ -850,7 +852,7 @@ def _entry_json(
 
 def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:
     row = {name: entry[name] for name in _STORED}
-    row["status"] = ReadingStatus(row["status"]).value
+    row["status"] = _STATUS[row["status"]].value
     return {"user_id": key[0], "manga_id": key[1], **row}
 
 

@@ -69,7 +69,7 @@ class ProgressBatcher(Generic[R]):
         write_many: Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[R | MangaHubError]]]
         | None = None,
         *,
-        max_batch: int = 256,
+        max_batch: int = 1024,
         max_queue: int = 8192,
     ) -> None:
         self._write_one = write_one
