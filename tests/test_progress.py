@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 from typing import NamedTuple
 
 import httpx
@@ -14,7 +15,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import EntryPublic
-from mangahub.services.reading_list import StoredEntry
+from mangahub.services.reading_list import EntryWrite, StoredEntry
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -331,6 +332,38 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
         assert all(e["origin"] == "session-1" for _, e in events)
     finally:
         await sub.close()
+
+
+async def test_the_json_of_a_write_is_the_stored_entrys(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """The JSON built for the ack, the pushes and the event is exactly the schema's
+    JSON of the entry, whether the entry is new or read back from storage."""
+    user = await make_user()
+    user_id = uuid.UUID(user.id)
+    manga_id = await new_manga(runtime, total_chapters=40)
+    service = runtime.reading_list
+    changes = {
+        "status": ReadingStatus.ON_HOLD,
+        "score": 7,
+        "notes": "later",
+        "started_on": date(2026, 1, 2),
+    }
+    for batch in (
+        [EntryWrite(user_id, manga_id, changes, device="phone")],
+        # An entry read back from storage, written twice in one batch.
+        [
+            EntryWrite(user_id, manga_id, {"chapter": 12.5}, device=None),
+            EntryWrite(user_id, manga_id, {"chapter": 40, "finished_on": None}, device="ereader"),
+        ],
+    ):
+        outcomes = await service._write_many(batch)
+        for outcome in outcomes:
+            assert isinstance(outcome, StoredEntry)
+            assert outcome.data == outcome.entry.model_dump(mode="json")
+    stored = await service.get(user_id, manga_id)
+    assert outcome.data == stored.model_dump(mode="json")
+    assert (outcome.data["status"], outcome.data["chapter"]) == ("on_hold", 40.0)
 
 
 async def test_chapters_are_stored_with_two_decimals(make_user: MakeUser, runtime: Runtime) -> None:

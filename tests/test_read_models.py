@@ -77,6 +77,43 @@ async def test_a_score_moves_the_cached_average(
     assert (after["average_rating"], after["rating_count"]) == (8.0, 1)
 
 
+async def test_the_series_in_a_written_entry_follows_edits_and_scores(
+    client: httpx.AsyncClient, admin: UserSession, make_user: MakeUser
+) -> None:
+    """Written entries embed the series summary from the read model: an edit or a
+    score is in the next write's answer."""
+    r = await client.post(
+        "/api/manga", json={"title": f"Entry {tag()}", "status": "ongoing"}, headers=admin.headers
+    )
+    manga_id = r.json()["id"]
+    reader, scorer = await make_user(), await make_user()
+
+    async def progress(chapter: float) -> dict[str, Any]:
+        r = await client.put(
+            "/api/users/progress",
+            json={"manga_id": manga_id, "chapter": chapter},
+            headers=reader.headers,
+        )
+        assert r.status_code == 200, r.text
+        manga: dict[str, Any] = r.json()["manga"]
+        return manga
+
+    assert (await progress(1))["title"].startswith("Entry ")  # now cached
+    r = await client.patch(
+        f"/api/manga/{manga_id}",
+        json={"title": "Renamed", "total_chapters": 9},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert {k: v for k, v in (await progress(2)).items() if k in ("title", "total_chapters")} == {
+        "title": "Renamed",
+        "total_chapters": 9,
+    }
+    r = await client.put(f"/api/manga/{manga_id}/rating", json={"score": 6}, headers=scorer.headers)
+    assert r.status_code == 200, r.text
+    assert (await progress(3))["average_rating"] == 6.0
+
+
 async def test_an_import_and_a_chapter_check_are_in_the_next_read(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

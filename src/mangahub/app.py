@@ -105,6 +105,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
     tokens = TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_seconds)
     metrics_endpoint: MetricsEndpoint | None = None
     catalog = CatalogService(db, cache, bus)
+    catalog_reads = CatalogReadModel(db, bus)
     sources = build_source_clients(settings)
     runtime = Runtime(
         settings=settings,
@@ -115,7 +116,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
         tokens=tokens,
         auth=AuthService(db, cache, tokens, settings),
         catalog=catalog,
-        reading_list=ReadingListService(db, bus),
+        reading_list=ReadingListService(db, bus, catalog_reads),
         social=SocialService(db),
         notifications=NotificationService(db, bus),
         chat=ChatService(db, bus),
@@ -127,7 +128,7 @@ async def build_runtime(settings: Settings, *, bootstrap: bool = True) -> AsyncI
             anonymous_per_minute=settings.federated_anonymous_per_minute,
         ),
         sources=sources,
-        catalog_reads=CatalogReadModel(db, bus),
+        catalog_reads=catalog_reads,
     )
     try:
         if bootstrap:

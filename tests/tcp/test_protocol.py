@@ -25,6 +25,8 @@ from mangahub.tcp.protocol import (
     ServerSession,
     SessionState,
     SyncRequest,
+    _lean_progress,
+    _schema_progress,
     encode,
 )
 
@@ -419,3 +421,34 @@ def test_encode_is_one_line_of_utf8() -> None:
     raw = encode({"text": "two\nlines \u00e9", "n": Decimal("5.5")})
     assert raw.endswith(b"\n") and raw.count(b"\n") == 1
     assert orjson.loads(raw) == {"text": "two\nlines é", "n": 5.5}
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=5),
+    st.sampled_from([99_999, 100_000, 100_001, 2**31, 2**63 - 1]),
+    st.floats(min_value=-2.0, max_value=100_002.0),
+    st.sampled_from(["reading", "completed", "on_hold", "READING", "", "7"]),
+    st.lists(st.integers(), max_size=1),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["manga_id", "chapter", "volume", "status", "device"]),
+        _FIELD_VALUES,
+    )
+)
+def test_the_lean_update_path_agrees_with_the_schema(data: dict[str, Any]) -> None:
+    """Whatever the lean path accepts, the schema accepts with the same values."""
+    lean = _lean_progress("m", data)
+    if lean is not None:
+        assert _schema_progress("m", data) == lean
+        assert type(lean.chapter) is float
+
+
+def test_the_lean_update_path_takes_the_common_update() -> None:
+    data = {"manga_id": 7, "chapter": 12, "volume": 2, "status": "reading"}
+    assert _lean_progress(1, data) == _schema_progress(1, data)
+    assert _lean_progress(1, data) == ProgressUpdate(1, 7, 12.0, ReadingStatus.READING, 2)

@@ -19,18 +19,21 @@ plus ``"origin"`` when the caller named itself (the TCP door skips its own write
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
+from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Dialect,
     Table,
     bindparam,
     delete,
@@ -39,7 +42,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mangahub.bus import Event, EventBus
 from mangahub.domain.chapters import beyond_count
@@ -47,7 +50,12 @@ from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
 from mangahub.domain.text import bad_characters
-from mangahub.readmodels.catalog import SUMMARY_COLUMNS, publish_catalog_changed, summaries
+from mangahub.readmodels.catalog import (
+    SUMMARY_COLUMNS,
+    CatalogReadModel,
+    publish_catalog_changed,
+    summaries,
+)
 from mangahub.services._common import (
     fetch_page,
     manga_not_found,
@@ -79,14 +87,20 @@ _DEFAULTS: dict[str, Any] = {
     "notes": "",
 }
 FIELDS = frozenset({"status", *_DEFAULTS})
+# Status by value (a member is its own value): a dict lookup, cheaper than the enum call.
+_STATUS: dict[str, ReadingStatus] = {status.value: status for status in ReadingStatus}
 _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
 _ENTRIES = cast(Table, ReadingEntry.__table__)
 _USERS = cast(Table, User.__table__)
+_DATETIME = TypeAdapter(datetime)
 
 # The group commit's statements, built once (SQLAlchemy caches their compiled form;
 # building them anew costs more than running them for a batch of one).
 _SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding=True)))
+_FACTS = select(Manga.id, Manga.total_chapters, Manga.status).where(
+    Manga.id.in_(bindparam("ids", expanding=True))
+)
 _CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _STORED)).where(
     tuple_(_ENTRIES.c.user_id, _ENTRIES.c.manga_id).in_(bindparam("keys", expanding=True))
 )
@@ -151,12 +165,21 @@ class EntryWrite:
     origin: str | None = None
 
 
-class StoredEntry(NamedTuple):
-    """A committed write: the entry, and the same entry as JSON (``data``) built once
-    for its event, its TCP ack and its pushes."""
+class StoredEntry:
+    """A committed write as JSON (``data``), built once for its event, its TCP ack and
+    its pushes; ``entry`` is the same entry as a schema, built only when asked (the
+    TCP door never asks)."""
 
-    entry: EntryPublic
-    data: dict[str, Any]
+    __slots__ = ("data", "_fields", "_manga")
+
+    def __init__(self, data: dict[str, Any], fields: dict[str, Any], manga: MangaSummary) -> None:
+        self.data = data
+        self._fields = fields
+        self._manga = manga
+
+    @property
+    def entry(self) -> EntryPublic:
+        return EntryPublic(manga_id=self.data["manga_id"], manga=self._manga, **self._fields)
 
 
 Outcome = EntryPublic | MangaHubError
@@ -164,9 +187,14 @@ StoredOutcome = StoredEntry | MangaHubError
 
 
 class ReadingListService:
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(
+        self, db: Database, bus: EventBus, catalog: CatalogReadModel | None = None
+    ) -> None:
         self._db = db
         self._bus = bus
+        # Where the series summaries in written entries come from, when there is one
+        # (what the rules need is read in the write's own transaction either way).
+        self._catalog = catalog
 
     # --- writes ---------------------------------------------------------------------
 
@@ -249,7 +277,7 @@ class ReadingListService:
 
     async def _write_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
         async with self._db.session() as s:
-            outcomes = await _store(s, self._db.dialect, writes)
+            outcomes = await _store(s, self._db.dialect, writes, self._catalog)
         rescored = {
             w.manga_id
             for w, outcome in zip(writes, outcomes, strict=True)
@@ -385,7 +413,7 @@ def apply(
     """The entry after ``changes`` (SPEC "Reading entry" rules); ``current`` is None
     for a series not listed yet. Returns every field of :data:`FIELDS`."""
     entry: dict[str, Any] = dict(_DEFAULTS) if current is None else dict(current)
-    old_status = None if current is None else ReadingStatus(current["status"])
+    old_status = None if current is None else _STATUS[current["status"]]
     was_rereading = bool(entry["rereading"])
     old_chapter = float(entry["chapter"])
     for name, value in changes.items():
@@ -395,7 +423,7 @@ def apply(
     asked = changes.get("status")
     status: ReadingStatus
     if asked is not None:
-        status = ReadingStatus(asked)
+        status = _STATUS[asked]
     elif old_status is None:
         # A chapter write lists the series as reading; anything else plans to read it.
         status = ReadingStatus.READING if chapter_written else ReadingStatus.PLAN_TO_READ
@@ -453,7 +481,7 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
             if name not in _NULLABLE:
                 bad(name, "must not be null")
         elif name == "status":
-            if value not in frozenset(ReadingStatus):
+            if value not in _STATUS:
                 bad(name, "unknown reading status")
         elif name == "chapter":
             if (
@@ -491,10 +519,13 @@ _Key = tuple[uuid.UUID, int]
 
 
 async def _store(
-    s: AsyncSession, dialect: str, writes: Sequence[EntryWrite]
+    s: AsyncSession,
+    dialect: str,
+    writes: Sequence[EntryWrite],
+    catalog: CatalogReadModel | None,
 ) -> list[StoredOutcome]:
     outcomes: list[StoredOutcome | None] = [_check_write(w) for w in writes]
-    series = await _load_series(
+    series = await _load_facts(
         s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
     )
     for i, write in enumerate(writes):
@@ -505,7 +536,7 @@ async def _store(
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
     await _lock_manga(s, scored)
-    current = await _load_entries(s, {(w.user_id, w.manga_id) for w in accepted})
+    current = await _load_entries(s, dialect, {(w.user_id, w.manga_id) for w in accepted})
     now = utcnow()
     today = now.date()
     stored: dict[_Key, dict[str, Any]] = {}
@@ -514,14 +545,12 @@ async def _store(
         if outcomes[i] is not None:
             continue
         key = (write.user_id, write.manga_id)
-        manga = series[write.manga_id]
         before = current.get(key)
         problem = _check_presence(write, before is not None)
         if problem is not None:
             outcomes[i] = problem
             continue
-        facts = SeriesFacts(manga.total_chapters, manga.status is MangaStatus.COMPLETED)
-        entry = apply(before, write.changes, facts, today)
+        entry = apply(before, write.changes, series[write.manga_id], today)
         entry["chapter"] = _normalize(float(entry["chapter"]))
         entry.update(
             added_at=now if before is None else before["added_at"],
@@ -534,16 +563,24 @@ async def _store(
         done[i] = dict(entry)
     if stored:
         # One statement run for every row (compiled once, whatever the batch size).
-        await s.execute(_UPSERTS[dialect], [_row(key, entry) for key, entry in stored.items()])
+        if dialect == "sqlite":
+            await _sqlite_upsert(await s.connection(), stored)
+        else:
+            await s.execute(_UPSERTS[dialect], [_row(key, entry) for key, entry in stored.items()])
+    manga = await _load_summaries(s, catalog, {writes[i].manga_id for i in done})
     if scored:
         averages = await recompute_averages(s, scored)
         for manga_id, average in averages.items():
-            if manga_id in series:
-                series[manga_id] = series[manga_id].model_copy(update={"average_rating": average})
+            if manga_id in manga:
+                manga[manga_id] = _summary_view(
+                    manga[manga_id].summary.model_copy(update={"average_rating": average})
+                )
+    stamp = _json_datetime(now)
     for i, entry in done.items():
         manga_id = writes[i].manga_id
-        public = EntryPublic(manga_id=manga_id, manga=series[manga_id], **entry)
-        outcomes[i] = StoredEntry(public, public.model_dump(mode="json"))
+        view = manga[manga_id]
+        data = _entry_json(manga_id, entry, view.json, now, stamp)
+        outcomes[i] = StoredEntry(data, entry, view.summary)
     # Every write has its outcome by now; the filter only narrows the type.
     return [o for o in outcomes if o is not None]
 
@@ -569,13 +606,13 @@ def _check_presence(write: EntryWrite, present: bool) -> MangaHubError | None:
     return None
 
 
-def _check_against_series(write: EntryWrite, manga: MangaSummary | None) -> MangaHubError | None:
+def _check_against_series(write: EntryWrite, facts: SeriesFacts | None) -> MangaHubError | None:
     """NotFound for an unknown series; ValidationFailed for a chapter beyond its known
     chapter count."""
-    if manga is None:
+    if facts is None:
         return manga_not_found(write.manga_id)
     chapter = write.changes.get("chapter")
-    total = manga.total_chapters
+    total = facts.total_chapters
     if chapter is not None and total is not None and beyond_count(chapter, total):
         return ValidationFailed(
             f"chapter {chapter:g} is beyond this manga's {total} chapters",
@@ -628,25 +665,194 @@ async def _lock_manga(s: AsyncSession, manga_ids: Sequence[int]) -> None:
         )
 
 
-async def _load_series(s: AsyncSession, manga_ids: set[int]) -> dict[int, MangaSummary]:
-    """The summaries of these series (what the rules need is in them too), by Core rows."""
+async def _load_facts(s: AsyncSession, manga_ids: set[int]) -> dict[int, SeriesFacts]:
+    """What the rules need of these series, read in the write's transaction."""
     if not manga_ids:
         return {}
     conn = await s.connection()
-    rows = (await conn.execute(_SERIES, {"ids": list(manga_ids)})).all()
-    return {m.id: m for m in await summaries(conn, rows)}
+    rows = await conn.execute(_FACTS, {"ids": list(manga_ids)})
+    completed = MangaStatus.COMPLETED.value
+    return {manga_id: SeriesFacts(total, status == completed) for manga_id, total, status in rows}
 
 
-async def _load_entries(s: AsyncSession, keys: set[_Key]) -> dict[_Key, dict[str, Any]]:
+class _SummaryView(NamedTuple):
+    """A series summary and its JSON, as written entries embed it (shared: never edited)."""
+
+    summary: MangaSummary
+    json: dict[str, Any]
+
+
+def _summary_view(summary: MangaSummary) -> _SummaryView:
+    return _SummaryView(summary, summary.model_dump(mode="json"))
+
+
+async def _load_summaries(
+    s: AsyncSession, catalog: CatalogReadModel | None, manga_ids: set[int]
+) -> dict[int, _SummaryView]:
+    """The summaries of these series: from the catalog read model when it has them
+    (it drops a series on every ``catalog.changed``), else by Core rows."""
+    if not manga_ids:
+        return {}
+    conn = await s.connection()
+
+    async def load(ids: builtins.list[int]) -> dict[int, _SummaryView]:
+        rows = (await conn.execute(_SERIES, {"ids": ids})).all()
+        return {m.id: _summary_view(m) for m in await summaries(conn, rows)}
+
+    if catalog is None:
+        return await load(builtins.list(manga_ids))
+    return await catalog.many(manga_ids, "entry_summary", load)
+
+
+async def _load_entries(
+    s: AsyncSession, dialect: str, keys: set[_Key]
+) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
-    rows = await s.execute(_CURRENT, {"keys": list(keys)})
-    return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows.all()}
+    rows: Sequence[Sequence[Any]]
+    if dialect == "sqlite":
+        rows = await _sqlite_entries(await s.connection(), list(keys))
+    else:
+        rows = (await s.execute(_CURRENT, {"keys": list(keys)})).all()
+    return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows}
+
+
+# SQLite plans ``(user_id, manga_id) IN ((?, ?), …)`` as a scan of the whole table, so
+# there the keys are joined as a VALUES list, which probes the primary key per key.
+_SQLITE_KEYS_PER_STATEMENT = 500  # 1,000 parameters, far below SQLite's limit
+_SQLITE_COLUMNS = ", ".join(f"e.{c.name}" for c in _CURRENT.selected_columns)
+
+
+@functools.lru_cache(maxsize=_SQLITE_KEYS_PER_STATEMENT)
+def _sqlite_lookup(count: int) -> str:
+    keys = ", ".join(["(?, ?)"] * count)
+    return (
+        f"WITH k(user_id, manga_id) AS (VALUES {keys}) SELECT {_SQLITE_COLUMNS} FROM k "
+        f"JOIN {_ENTRIES.name} AS e ON e.user_id = k.user_id AND e.manga_id = k.manga_id"
+    )
+
+
+class _Conversions(NamedTuple):
+    """The column types' own conversions, for statements run on the driver directly."""
+
+    user_id: Callable[[Any], Any]
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+
+@functools.cache
+def _conversions(dialect: Dialect) -> _Conversions:
+    bind = _ENTRIES.c.user_id.type.dialect_impl(dialect).bind_processor(dialect)
+    results = tuple(
+        c.type.dialect_impl(dialect).result_processor(dialect, None)
+        for c in _CURRENT.selected_columns
+    )
+    return _Conversions(bind or (lambda value: value), results)
+
+
+async def _sqlite_entries(conn: AsyncConnection, keys: list[_Key]) -> list[tuple[Any, ...]]:
+    convert = _conversions(conn.dialect)
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(keys), _SQLITE_KEYS_PER_STATEMENT):
+        chunk = keys[start : start + _SQLITE_KEYS_PER_STATEMENT]
+        params = tuple(
+            v for user_id, manga_id in chunk for v in (convert.user_id(user_id), manga_id)
+        )
+        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), params)
+        found.extend(
+            tuple(
+                value if f is None else f(value)
+                for f, value in zip(convert.results, row, strict=True)
+            )
+            for row in result.all()
+        )
+    return found
+
+
+_UPSERT_COLUMNS = ("user_id", "manga_id", *_STORED)
+
+
+class _DriverStatement(NamedTuple):
+    """A statement compiled once for the driver: its parameters in order, each as the
+    position of its value in a row built in ``_UPSERT_COLUMNS`` order and the column
+    type's own conversion of it."""
+
+    sql: str
+    parameters: tuple[tuple[int, Callable[[Any], Any] | None], ...]
+
+
+@functools.cache
+def _sqlite_upsert_statement(dialect: Dialect) -> _DriverStatement:
+    compiled = _UPSERTS["sqlite"].compile(dialect=dialect, column_keys=list(_UPSERT_COLUMNS))
+    order = compiled.positiontup or []
+    if sorted(order) != sorted(_UPSERT_COLUMNS):  # the plain INSERT form, or a surprise
+        raise RuntimeError(f"unexpected upsert parameters {order}")
+    column = _ENTRIES.c
+    parameters = tuple(
+        (
+            _UPSERT_COLUMNS.index(name),
+            column[name].type.dialect_impl(dialect).bind_processor(dialect),
+        )
+        for name in order
+    )
+    return _DriverStatement(compiled.string, parameters)
+
+
+async def _sqlite_upsert(conn: AsyncConnection, stored: Mapping[_Key, Mapping[str, Any]]) -> None:
+    """The batch's rows in one executemany on the driver: SQLAlchemy's per-row
+    parameter handling costs more than SQLite's work for these rows."""
+    statement = _sqlite_upsert_statement(conn.dialect)
+    # A batch repeats values (its timestamp, today, its users): convert each once.
+    converted: dict[tuple[int, Any], Any] = {}
+    rows = []
+    for (user_id, manga_id), entry in stored.items():
+        values = (user_id, manga_id, *(entry[name] for name in _STORED))
+        row = []
+        for at, convert in statement.parameters:
+            value = values[at]
+            if convert is not None and value is not None:
+                key = (at, value)
+                if key not in converted:
+                    converted[key] = convert(value)
+                value = converted[key]
+            row.append(value)
+        rows.append(tuple(row))
+    await conn.exec_driver_sql(statement.sql, rows)
+
+
+def _json_datetime(value: datetime) -> Any:
+    return _DATETIME.dump_python(value, mode="json")
+
+
+def _entry_json(
+    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: Any
+) -> dict[str, Any]:
+    """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
+    schema (its values are already of the schema's types; a test holds them equal)."""
+    added_at = entry["added_at"]
+    started_on = entry["started_on"]
+    finished_on = entry["finished_on"]
+    return {
+        "manga_id": manga_id,
+        "status": _STATUS[entry["status"]].value,
+        "chapter": entry["chapter"],
+        "volume": entry["volume"],
+        "score": entry["score"],
+        "started_on": None if started_on is None else started_on.isoformat(),
+        "finished_on": None if finished_on is None else finished_on.isoformat(),
+        "rereads": entry["rereads"],
+        "rereading": entry["rereading"],
+        "notes": entry["notes"],
+        "added_at": stamp if added_at is now else _json_datetime(added_at),
+        "updated_at": stamp if entry["updated_at"] is now else _json_datetime(entry["updated_at"]),
+        "version": entry["version"],
+        "device": entry["device"],
+        "manga": manga,
+    }
 
 
 def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:
     row = {name: entry[name] for name in _STORED}
-    row["status"] = ReadingStatus(row["status"]).value
+    row["status"] = _STATUS[row["status"]].value
     return {"user_id": key[0], "manga_id": key[1], **row}
 
 

@@ -69,7 +69,7 @@ class ProgressBatcher(Generic[R]):
         write_many: Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[R | MangaHubError]]]
         | None = None,
         *,
-        max_batch: int = 256,
+        max_batch: int = 1024,
         max_queue: int = 8192,
     ) -> None:
         self._write_one = write_one
@@ -95,7 +95,10 @@ class ProgressBatcher(Generic[R]):
         # A caller that went away (connection dropped) never reads its future; mark the
         # outcome as seen so asyncio does not log it as unretrieved.
         pending.future.add_done_callback(_consume)
-        await self._queue.put(pending)
+        if self._queue.full():
+            await self._queue.put(pending)  # waits for room
+        else:
+            self._queue.put_nowait(pending)  # what put() does then, without a coroutine
         return pending.future
 
     async def stop(self, timeout: float = 10.0) -> None:

@@ -97,7 +97,8 @@ class TcpConfig:
     """Updates of one connection submitted but not yet acked."""
     max_pending_lines: int = 512
     """Complete lines received but not handled; reading pauses beyond this."""
-    max_batch: int = 256
+    max_batch: int = 1024
+    """Updates per group-commit transaction: bigger batches share more of its fixed cost."""
     close_timeout: float = 5.0
     max_connections: int = 10_000
     """Open connections; one more is told ``unavailable`` and closed (see _Refusal)."""
