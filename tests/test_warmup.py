@@ -5,9 +5,11 @@ warm-up loads is never hidden by it."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import httpx
+import pytest
 
 from mangahub.app import Runtime
 from mangahub.bus import MemoryBus
@@ -106,3 +108,15 @@ async def test_servers_start_with_a_warm_catalog(runtime: Runtime) -> None:
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
             listing: dict[str, Any] = (await client.get("/api/manga")).json()
             assert [m["id"] for m in listing["data"][:3]] == ids
+
+
+async def test_doors_that_never_show_the_catalog_do_not_load_it(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TCP-only replica keeps no series in memory (its memory is its connections)."""
+    settings = runtime.settings.model_copy(update={"tcp_port": 0})
+    with caplog.at_level(logging.INFO, logger="mangahub.warmup"):
+        async with run_servers(dataclasses.replace(runtime, settings=settings), ["tcp"], warm=True):
+            pass
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up:")]
+    assert " 0 series " in line

@@ -8,7 +8,8 @@ the same listing pages, and they queue behind one another for seconds.
 connected, so the read model hears invalidations) and before the servers start:
 
 * the database pool's steady connections are opened;
-* the search index and the in-memory catalog that answers searches are built;
+* for the doors that search and show the catalog (REST, gRPC): the search index
+  and the in-memory catalog that answers searches are built;
 * every series' details, up to the read model's bound (most popular first), come
   from one statement and are rendered for the doors being started (HTTP JSON, gRPC
   message);
@@ -43,11 +44,14 @@ async def warm_up(runtime: Runtime, parts: Sequence[str], http_app: ASGIApp | No
     """Warm the catalog for the doors in ``parts``; ``http_app`` is the HTTP door's app."""
     started = time.perf_counter()
     connections = await runtime.db.open_pool()
-    await runtime.catalog.warm_up()
-    series = await runtime.catalog_reads.warm(_series_views(parts))
+    views = _series_views(parts)
+    series = 0
+    if views:  # only the doors that search and show the catalog hold it in memory
+        await runtime.catalog.warm_up()
+        series = await runtime.catalog_reads.warm(views)
     pages = 0 if http_app is None else await _warm_http(http_app)
     log.info(
-        "warm-up: %d database connections, search index, %d series and %d pages ready in %.2f s",
+        "warm-up: %d database connections, %d series and %d pages ready in %.2f s",
         connections,
         series,
         pages,
