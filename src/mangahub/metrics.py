@@ -134,7 +134,8 @@ class _LiveState(Collector):
         yield datagrams
 
     def _ws(self) -> Iterator[Metric]:
-        stats = [h.stats() for h in _tracked.get("ws")]
+        hubs = _tracked.get("ws")
+        stats = [h.stats() for h in hubs]
         yield GaugeMetricFamily(
             "mangahub_ws_connections",
             "Open WebSocket chat connections",
@@ -145,6 +146,14 @@ class _LiveState(Collector):
             "Chat rooms with members here",
             value=sum(s["rooms"] for s in stats),
         )
+        frames = CounterMetricFamily(
+            "mangahub_ws_frames",
+            "Frames sent to chat sockets: straight to the socket, or queued behind a backed-up one",
+            labels=["path"],
+        )
+        for path in ("direct", "queued"):
+            frames.add_metric([path], sum(getattr(h.frames, path) for h in hubs))
+        yield frames
 
     def _redis(self) -> Iterator[Metric]:
         links = _tracked.get("redis")

@@ -10,10 +10,11 @@ from datetime import datetime
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mangahub.app import Runtime
 from tests.conftest import MakeUser, UserSession
-from tests.ws.conftest import Connect, WsClient
+from tests.ws.conftest import Address, Connect, WsClient
 
 NewRoom = Callable[[], Awaitable[int]]
 
@@ -392,3 +393,34 @@ async def test_bad_or_missing_token_gets_unauthorized_and_close_1008(
         assert await ws.closed() == 1008
     assert (await garbage.recv())["code"] == "bad_request"
     assert await garbage.closed() == 1008
+
+
+async def test_a_broadcast_goes_straight_to_sockets_that_keep_up(
+    ws_address: Address, ws_connect: Connect, make_user: MakeUser, new_room: NewRoom
+) -> None:
+    """Members that read get each frame written at once, with no queue and no writer
+    task, on the server MangaHub runs: what the fan-out's speed rests on."""
+    host, port = ws_address
+
+    async def frames() -> dict[str, float]:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+            page = (await http.get("/metrics")).text
+        return {
+            sample.labels["path"]: sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == "mangahub_ws_frames_total"
+        }
+
+    alice, bob = await make_user("alice"), await make_user("bob")
+    room = await new_room()
+    a, b = [await ws_connect(u.access_token) for u in (alice, bob)]
+    await joined(a, room)
+    await joined(b, room)
+    before = await frames()
+    await a.chat(room, "straight through")
+    for client in (a, b):
+        assert (await client.recv_type("chat"))["content"] == "straight through"
+    after = await frames()
+    assert after["direct"] - before["direct"] >= 2
+    assert after["queued"] == before["queued"]

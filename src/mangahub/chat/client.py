@@ -29,6 +29,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mangahub.chat.protocol import EXPIRED_TEXT, CloseCode, encode, error
@@ -50,6 +51,15 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+@dataclass(slots=True)
+class FrameCounts:
+    """Frames written straight to a socket, and frames that had to wait in a queue
+    (their socket was backed up): shared by a hub's clients, read by the metrics."""
+
+    direct: int = 0
+    queued: int = 0
+
+
 class Client:
     """A connection's identity, rooms and outgoing queue."""
 
@@ -62,6 +72,7 @@ class Client:
         queue_size: int,
         close_timeout: float,
         limiter: TokenBucket,
+        counts: FrameCounts | None = None,
     ) -> None:
         self.user_id = user_id
         self.username = username
@@ -71,6 +82,7 @@ class Client:
         self.close_code: int | None = None
         """Set once the server decided to close this client (why, as a close code)."""
         self._transport = transport
+        self._counts = counts if counts is not None else FrameCounts()
         self._limit = queue_size
         self._low = max(1, queue_size // 2)
         self._queue: deque[str] = deque()
@@ -127,9 +139,11 @@ class Client:
         if not self._queue and self._writer is None:
             try:
                 if self._transport.send_now(text):
+                    self._counts.direct += 1
                     return
             except Exception as exc:  # the peer went away: the writer ends the client
                 log.debug("chat: direct send to %s failed: %r", self.username, exc)
+        self._counts.queued += 1
         self._queue.append(text)
         self._start_writer()
 

@@ -44,7 +44,7 @@ from mangahub import metrics
 from mangahub.bus import Event, EventBus, Subscription
 from mangahub.chat import presence as presence_sync
 from mangahub.chat import protocol
-from mangahub.chat.client import Client, Transport
+from mangahub.chat.client import Client, FrameCounts, Transport
 from mangahub.chat.config import ChatConfig
 from mangahub.chat.presence import RoomPresence
 from mangahub.chat.protocol import ClientMessage, CloseCode
@@ -159,6 +159,7 @@ class Hub:
         self._rooms: dict[int, _Room] = {}
         self._feeds: dict[uuid.UUID, _UserFeed] = {}
         self._clients: set[Client] = set()
+        self.frames = FrameCounts()
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._closing = False
@@ -196,6 +197,7 @@ class Hub:
                 queue_size=cfg.send_queue,
                 close_timeout=cfg.close_timeout,
                 limiter=TokenBucket(cfg.message_rate, cfg.message_burst, self._clock),
+                counts=self.frames,
             )
             feed.clients.add(client)
             self._clients.add(client)
