@@ -28,13 +28,13 @@ async def test_plain_requests_get_the_routes_bytes(
     client: httpx.AsyncClient, runtime: Runtime, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answered: list[bytes] = []
-    send_json = fast_search._send_json
+    send_json = fast_search.send_json_bytes
 
     async def counted(send: Send, body: bytes) -> None:
         answered.append(body)
         await send_json(send, body)
 
-    monkeypatch.setattr(fast_search, "_send_json", counted)
+    monkeypatch.setattr(fast_search, "send_json_bytes", counted)
     runtime.catalog_reads.clear()
     fast = await client.get(url)
     assert len(answered) == 1  # by the lean path

@@ -24,6 +24,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import MangaStatus, SortBy
 from mangahub.domain.schemas import MAX_PAGE_SIZE, MAX_YEAR, MIN_YEAR
 from mangahub.http.deps import Pagination
+from mangahub.http.responses import send_json_bytes
 from mangahub.http.routes import manga
 
 E = TypeVar("E", MangaStatus, SortBy)
@@ -71,7 +72,7 @@ class FastSearchMiddleware:
                     body = None
                 if body is not None:
                     scope["route"] = route
-                    await _send_json(send, body)
+                    await send_json_bytes(send, body)
                     return
         await self.app(scope, receive, send)
 
@@ -143,17 +144,3 @@ def _paging(params: dict[str, str]) -> Pagination:
     if size is not None and limit is not None and size != limit:
         raise Unfit
     return Pagination(page=page or 1, page_size=size or limit or 20)
-
-
-async def _send_json(send: Send, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mangahub.http.responses import send_json_bytes
 from mangahub.logs import accept_request_id, request_id
 from mangahub.readmodels import CatalogReadModel
 
@@ -187,17 +188,7 @@ class CachedSeriesMiddleware:
                     body = self.reads.cached(int(tail), "json")
                     if body is not None:
                         scope["route"] = self.route
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": 200,
-                                "headers": [
-                                    (b"content-length", str(len(body)).encode()),
-                                    (b"content-type", b"application/json"),
-                                ],
-                            }
-                        )
-                        await send({"type": "http.response.body", "body": body})
+                        await send_json_bytes(send, body)
                         return
         await self.app(scope, receive, send)
 
