@@ -127,12 +127,8 @@ def upsert(
     The one place that knows upsert is dialect-specific. ``rows`` must not repeat a key:
     PostgreSQL refuses to update one row twice in a statement.
     """
-    stmt = (postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)).values(
-        list(rows)
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
-    )
+    table = cast(Table, model.__table__)
+    return upsert_rows(dialect, table, keys=keys, update=update).values(list(rows))
 
 
 def upsert_rows(
