@@ -4,6 +4,7 @@ ProgressBatcher._commit's error paths: the writers are plain functions that coun
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -57,38 +58,105 @@ class Store:
         raise self.many_error
 
 
-async def submit_all(store: Store, count: int) -> list[asyncio.Future[EntryPublic]]:
+async def offer_all(store: Store, count: int) -> list[EntryPublic | MangaHubError]:
     batcher = ProgressBatcher(store.write_one, store.write_many, max_batch=count)
     await batcher.start()
-    # Submitting never yields while the queue has room: the writer task, once it
-    # runs, finds every write queued and makes them one batch.
-    futures = [await batcher.submit(write(i)) for i in range(count)]
-    await asyncio.wait(futures, timeout=5)
+    outcomes: dict[int, EntryPublic | MangaHubError] = {}
+    # Offering never yields: the writer task, once it runs, finds every write queued
+    # and makes them one batch.
+    for i in range(count):
+        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
     await batcher.stop()
-    return futures
+    assert sorted(outcomes) == list(range(count))  # every write got exactly its reply
+    return [outcomes[i] for i in range(count)]
 
 
 async def test_an_unavailable_database_fails_the_whole_batch_at_once() -> None:
     store = Store(Unavailable("database unavailable; retry later"))
-    futures = await submit_all(store, 50)
+    outcomes = await offer_all(store, 50)
     assert store.many_calls == 1
     assert store.one_calls == 0  # no write waits for the connect timeout on its own
-    for future in futures:
-        with pytest.raises(Unavailable):
-            future.result()
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
 
 
 async def test_a_transport_error_fails_the_batch_as_unavailable() -> None:
     store = Store(ConnectionResetError("reset"))
-    futures = await submit_all(store, 10)
+    outcomes = await offer_all(store, 10)
     assert store.one_calls == 0
-    for future in futures:
-        with pytest.raises(Unavailable):
-            future.result()
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
 
 
 async def test_an_integrity_error_retries_one_by_one_and_isolates_the_bad_write() -> None:
     store = Store(IntegrityError("INSERT", {}, Exception("foreign key")), bad=3)
-    futures = await submit_all(store, 10)
+    outcomes = await offer_all(store, 10)
     assert store.many_calls == 1 and store.one_calls == 10
-    assert [f.exception() is None for f in futures] == [i != 3 for i in range(10)]
+    assert [isinstance(o, EntryPublic) for o in outcomes] == [i != 3 for i in range(10)]
+
+
+class Gate:
+    """A store whose shared transaction waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.batches: list[list[int]] = []
+
+    async def write_one(self, w: ProgressWrite) -> EntryPublic:
+        raise AssertionError("not used")
+
+    async def write_many(self, writes: Sequence[ProgressWrite]) -> list[EntryPublic]:
+        self.batches.append([w.manga_id for w in writes])
+        await self.open.wait()
+        return [stored(w) for w in writes]
+
+
+async def test_a_full_queue_refuses_until_the_writer_takes_a_batch() -> None:
+    gate = Gate()
+    batcher = ProgressBatcher(gate.write_one, gate.write_many, max_batch=4, max_queue=4)
+    await batcher.start()
+    replies: list[int] = []
+    for i in range(4):
+        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+    await asyncio.sleep(0)  # the writer takes 0-3 and waits at the gate
+    assert gate.batches == [[0, 1, 2, 3]]
+    for i in range(4, 8):
+        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+    assert not batcher.offer(write(8), lambda outcome: replies.append(8))  # full
+    room = asyncio.create_task(batcher.room())
+    await asyncio.sleep(0.01)
+    assert not room.done()
+    gate.open.set()
+    await asyncio.wait_for(room, 5)
+    assert batcher.offer(write(8), lambda outcome: replies.append(8))
+    await batcher.stop()
+    assert gate.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert replies == list(range(9))  # in submission order
+
+
+async def test_stopping_answers_what_it_could_not_commit_and_refuses_more() -> None:
+    gate = Gate()
+    batcher = ProgressBatcher(gate.write_one, gate.write_many, max_batch=2)
+    await batcher.start()
+    outcomes: dict[int, EntryPublic | MangaHubError] = {}
+    for i in range(4):
+        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
+    await batcher.stop(timeout=0.05)  # the gate never opens
+    assert sorted(outcomes) == [0, 1, 2, 3]
+    assert all(isinstance(o, Unavailable) for o in outcomes.values())
+    with pytest.raises(Unavailable):
+        batcher.offer(write(9), lambda outcome: None)
+
+
+async def test_a_reply_that_raises_does_not_cost_the_others_theirs() -> None:
+    gate = Gate()
+    gate.open.set()
+    batcher = ProgressBatcher(gate.write_one, gate.write_many)
+    await batcher.start()
+    got: list[int] = []
+
+    def broken(outcome: EntryPublic | MangaHubError) -> None:
+        raise RuntimeError("reply bug")
+
+    assert batcher.offer(write(0), broken)
+    assert batcher.offer(write(1), lambda outcome: got.append(1))
+    await batcher.stop()
+    assert got == [1]

@@ -207,13 +207,10 @@ class ReadingEntry(Base):
         CheckConstraint("volume >= 0", name="volume"),
         CheckConstraint("score IS NULL OR score BETWEEN 1 AND 10", name="score"),
         CheckConstraint("rereads >= 0", name="rereads"),
-        # TCP catch-up ("changed since version N") and the list view's sorts and filter.
+        # TCP catch-up ("changed since version N"). The list view's sorts and filter
+        # read one user's rows through the primary key: an index per sort would be
+        # rewritten by every progress write (migration 0007).
         Index("ix_reading_entries_user_version", "user_id", "version"),
-        Index("ix_reading_entries_user_updated", "user_id", "updated_at"),
-        Index("ix_reading_entries_user_added", "user_id", "added_at"),
-        Index("ix_reading_entries_user_score", "user_id", "score"),
-        Index("ix_reading_entries_user_chapter", "user_id", "chapter"),
-        Index("ix_reading_entries_user_status", "user_id", "status"),
         # New-chapter recipients and the series' average score.
         Index("ix_reading_entries_manga", "manga_id"),
     )

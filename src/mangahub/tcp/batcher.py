@@ -1,16 +1,19 @@
 """Group commit for progress writes: many concurrent updates, one transaction.
 
-Each :meth:`ProgressBatcher.submit` returns a future resolved only after the
-transaction holding the write has committed (durability first: a client's ``ack``
-waits for this future). While one transaction is being written, new submissions
-queue up; the next transaction takes all of them (up to ``max_batch``). There is
-no artificial delay: under light load every write is its own transaction, under
-heavy load the cost of a commit (an fsync on SQLite, a round trip and WAL flush on
-PostgreSQL) is shared by the whole batch.
+:meth:`ProgressBatcher.offer` queues a write with its ``reply``, a plain function
+called with the write's outcome (the stored entry, or a MangaHubError) only after the
+transaction holding the write has committed (durability first: a client's ``ack`` is
+written by that reply). Replies are called in submission order, straight from the
+writer task: no future, callback or task per write. While one transaction is being
+written, new writes queue up; the next transaction takes all of them (up to
+``max_batch``). There is no artificial delay: under light load every write is its own
+transaction, under heavy load the cost of a commit (an fsync on SQLite, a round trip
+and WAL flush on PostgreSQL) is shared by the whole batch.
 
 One writer task per process keeps arrival order: two writes of one user are
-committed in the order they were submitted, so the later one wins and gets the
-higher version.
+committed in the order they were offered, so the later one wins and gets the higher
+version. The queue is bounded (``max_queue``): ``offer`` refuses a write when it is
+full and the caller waits for :meth:`room`.
 
 A batch that one row made fail (an integrity or data error: say a row references a
 manga that was just deleted) is retried one write at a time, so one bad write cannot
@@ -26,7 +29,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -50,14 +52,10 @@ class ProgressWrite(NamedTuple):
 
 
 R = TypeVar("R")  # what the store answers for one stored write
+Reply = Callable[[R | MangaHubError], None]
+"""Called once with a write's outcome, after its transaction; it should not raise."""
 
-
-@dataclass(slots=True)
-class _Pending(Generic[R]):
-    write: ProgressWrite
-    future: asyncio.Future[R] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+_SHUTTING_DOWN = "server shutting down"
 
 
 class ProgressBatcher(Generic[R]):
@@ -75,7 +73,11 @@ class ProgressBatcher(Generic[R]):
         self._write_one = write_one
         self._write_many = write_many
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending[R]] = asyncio.Queue(max_queue)
+        self.max_queue = max_queue
+        self._queue: list[tuple[ProgressWrite, Reply[R]]] = []
+        self._busy = False  # a batch is being committed
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer sleeps on it
+        self._room: list[asyncio.Future[None]] = []  # callers waiting for a full queue
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Counters for tests and metrics.
@@ -86,92 +88,109 @@ class ProgressBatcher(Generic[R]):
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="progress-batcher")
 
-    async def submit(self, write: ProgressWrite) -> asyncio.Future[R]:
-        """Queue ``write`` (waiting for room when the queue is full); the returned future
-        resolves to the stored progress once committed, or raises a MangaHubError."""
+    def offer(self, write: ProgressWrite, reply: Reply[R]) -> bool:
+        """Queue ``write``; ``reply`` gets its outcome once committed. False (nothing
+        queued) when the queue is full: wait for :meth:`room` and offer again. Raises
+        Unavailable once the batcher is stopping."""
         if self._closing or self._task is None:
-            raise Unavailable("server shutting down")
-        pending: _Pending[R] = _Pending(write)
-        # A caller that went away (connection dropped) never reads its future; mark the
-        # outcome as seen so asyncio does not log it as unretrieved.
-        pending.future.add_done_callback(_consume)
-        if self._queue.full():
-            await self._queue.put(pending)  # waits for room
-        else:
-            self._queue.put_nowait(pending)  # what put() does then, without a coroutine
-        return pending.future
+            raise Unavailable(_SHUTTING_DOWN)
+        if len(self._queue) >= self.max_queue:
+            return False
+        self._queue.append((write, reply))
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        return True
+
+    async def room(self) -> None:
+        """Until the queue has room for one more write."""
+        while len(self._queue) >= self.max_queue and not self._closing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            await waiter
+
+    @property
+    def queued(self) -> int:
+        """Writes offered and not yet taken into a transaction."""
+        return len(self._queue)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued (within ``timeout``), then stop; later submits fail."""
+        """Commit what is queued (within ``timeout``), then stop; later offers fail."""
         self._closing = True
+        self._release_room()
         if self._task is None:
             return
         try:
             async with asyncio.timeout(timeout):
-                await self._queue.join()
+                while self._queue or self._busy:
+                    await asyncio.sleep(0.01)
         except TimeoutError:
-            log.warning(
-                "progress batcher: %d writes not committed at shutdown", self._queue.qsize()
-            )
+            log.warning("progress batcher: %d writes not committed at shutdown", len(self._queue))
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        while not self._queue.empty():
-            _fail(self._queue.get_nowait(), Unavailable("server shutting down"))
-            self._queue.task_done()
+        left, self._queue = self._queue, []
+        _fail_all(left, Unavailable(_SHUTTING_DOWN))
+
+    def _release_room(self) -> None:
+        waiters, self._room = self._room, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self._queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            if self._room:
+                self._release_room()
+            self._busy = True
             try:
-                await self._commit([p for p in batch if not p.future.done()])
+                await self._commit(batch)
             except asyncio.CancelledError:
-                for pending in batch:
-                    _fail(pending, Unavailable("server shutting down"))
+                _fail_all(batch, Unavailable(_SHUTTING_DOWN))
                 raise
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._busy = False
 
-    async def _commit(self, batch: list[_Pending[R]]) -> None:
-        if not batch:
-            return
+    async def _commit(self, batch: list[tuple[ProgressWrite, Reply[R]]]) -> None:
         if self._write_many is not None:
             try:
-                results = await self._write_many([p.write for p in batch])
+                results = await self._write_many([write for write, _ in batch])
             except (IntegrityError, DataError):
                 log.warning("progress batch of %d failed; retrying one by one", len(batch))
             except Exception as exc:
                 error = exc if isinstance(exc, MangaHubError) else _unexpected(exc)
                 if not isinstance(exc, MangaHubError):
                     log.exception("progress batch of %d failed", len(batch))
-                for pending in batch:
-                    _fail(pending, error)
+                _fail_all(batch, error)
                 return
             else:
                 self.transactions += 1
                 self.writes += len(batch)
-                for pending, result in zip(batch, results, strict=True):
-                    if isinstance(result, MangaHubError):
-                        _fail(pending, result)
-                    else:
-                        _succeed(pending, result)
+                for (_, reply), result in zip(batch, results, strict=True):
+                    _answer(reply, result)
                 return
-        for pending in batch:
+        for write, reply in batch:
+            outcome: R | MangaHubError
             try:
-                result = await self._write_one(pending.write)
+                outcome = await self._write_one(write)
             except MangaHubError as exc:
-                _fail(pending, exc)
+                outcome = exc
             except Exception as exc:
                 log.exception("progress write failed")
-                _fail(pending, _unexpected(exc))
+                outcome = _unexpected(exc)
             else:
                 self.transactions += 1
                 self.writes += 1
-                _succeed(pending, result)
+            _answer(reply, outcome)
 
 
 def _unexpected(exc: Exception) -> MangaHubError:
@@ -182,16 +201,16 @@ def _unexpected(exc: Exception) -> MangaHubError:
     return InternalError("could not store progress")
 
 
-def _consume(future: asyncio.Future[R]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _answer(reply: Reply[R], outcome: R | MangaHubError) -> None:
+    try:
+        reply(outcome)
+    except Exception:  # one broken reply must not keep the others from theirs
+        log.exception("progress reply failed")
 
 
-def _succeed(pending: _Pending[R], result: R) -> None:
-    if not pending.future.done():
-        pending.future.set_result(result)
-
-
-def _fail(pending: _Pending[R], exc: MangaHubError) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(exc)
+def _fail_all(
+    batch: Sequence[tuple[ProgressWrite, Reply[R]]],
+    error: MangaHubError,
+) -> None:
+    for _, reply in batch:
+        _answer(reply, error)

@@ -8,11 +8,15 @@ Per connection, one task and no queue of its own:
   buffered without bound.
 - ``progress_update`` goes to the process-wide :class:`ProgressBatcher` (group
   commit). Updates are pipelined (up to ``max_in_flight`` per connection); each
-  ``ack`` is written by the update's done-callback once its transaction committed.
-  The batcher resolves futures in submission order, so acks leave in order.
+  ``ack`` is written by the update's reply once its transaction committed. The
+  batcher replies in submission order, so acks leave in order. While the task has
+  nothing else to do, ``data_received`` hands updates to the batcher itself (no task
+  wake-up per line); anything else (auth, sync, a full queue) is left to the task.
 - The user's bus topic ``progress:<user_id>`` feeds pushes through a subscription
-  whose listener writes the push straight to the socket (no queue, no task hop); the
-  line is encoded once per event and shared by every receiving connection. Events
+  whose listener queues the push (no task hop); the line is encoded once per event
+  and shared by every receiving connection. Acks and pushes produced in one go (a
+  committed batch) are corked: each connection gets one socket write for all of
+  its lines at the end of the loop iteration, not one per line. Events
   carrying this session's id as ``origin`` are its own writes (already acked) and are
   skipped. If the bus lost events for this subscriber, the connection is closed: the
   client reconnects and catches up with ``sync``, which is always complete.
@@ -44,6 +48,7 @@ import contextlib
 import functools
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -134,6 +139,27 @@ class _PushLines:
         return self._line
 
 
+class MessageCounts:
+    """Messages in and out by type, as plain ints (read by ``metrics`` at scrape time)."""
+
+    __slots__ = ("auth", "progress_update", "sync", "ping", "other", "ack", "progress")
+
+    INBOUND = ("auth", "progress_update", "sync", "ping", "other")
+
+    def __init__(self) -> None:
+        self.auth = self.progress_update = self.sync = self.ping = self.other = 0
+        self.ack = self.progress = 0
+
+    def received(self, kind: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+
+    def items(self) -> Iterator[tuple[tuple[str, str], int]]:
+        for kind in self.INBOUND:
+            yield ("in", kind), getattr(self, kind)
+        yield ("out", "ack"), self.ack
+        yield ("out", "progress"), self.progress
+
+
 class _Refusal(asyncio.Protocol):
     """A connection beyond ``max_connections``: one ``unavailable`` line, then closed.
 
@@ -190,6 +216,12 @@ class _Connection(asyncio.Protocol):
         "_expired",
         "_in_flight",
         "_subscription",
+        "_idle",
+        "_held",
+        "_waiting_acks",
+        "_corked",
+        "_counts",
+        "_batcher",
     )
 
     def __init__(self, server: TcpServer) -> None:
@@ -220,6 +252,14 @@ class _Connection(asyncio.Protocol):
         self._expired = False
         self._in_flight = 0  # updates submitted, not yet acked
         self._subscription: Subscription | None = None
+        # True while the task sleeps with nothing to handle: data_received may then
+        # hand progress updates to the batcher itself.
+        self._idle = False
+        self._held: ClientEvent | None = None  # taken by data_received, left to the task
+        self._waiting_acks = False  # the task sleeps until an ack makes room / drains
+        self._corked: list[bytes] = []  # lines waiting for the end of the iteration
+        self._counts = server.counts
+        self._batcher = server.batcher
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -236,11 +276,38 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._loop.time()
-        self.session.receive_data(data)
+        session = self.session
+        session.receive_data(data)
+        if self._idle and session.state is SessionState.AUTHENTICATED:
+            self._take_updates()
+            if (
+                not session.pending_lines
+                and self._held is None
+                and session.state is SessionState.AUTHENTICATED
+            ):
+                return  # all handled here: the task sleeps on
         self._wake()
-        if self.session.pending_lines > self.config.max_pending_lines and not self._paused:
+        if session.pending_lines > self.config.max_pending_lines and not self._paused:
             self._paused = True
             self._transport_call("pause_reading")
+
+    def _take_updates(self) -> None:
+        """Hand the received progress updates to the batcher without waking the task;
+        stop at the first event it must handle (kept in ``_held``) or when this
+        connection has ``max_in_flight`` updates unacked."""
+        session = self.session
+        limit = self.config.max_in_flight
+        while self._in_flight < limit and not self._write_paused and not self._aborted:
+            if self._expires_at is not None and self._loop.time() >= self._expires_at:
+                break  # the task notices the expiry and closes
+            event = session.next_event()
+            if event is None:
+                break
+            if type(event) is not ProgressUpdate or not self._offer(event):
+                self._held = event
+                break
+            self._counts.progress_update += 1
+        self._send()  # errors next_event queued (bad_request, rate_limited)
 
     def eof_received(self) -> bool:
         self.session.receive_eof()
@@ -311,9 +378,13 @@ class _Connection(asyncio.Protocol):
     # -- lines out ---------------------------------------------------------------------------
 
     def _send(self) -> None:
-        """Hand the session's queued lines to the transport (dropped once aborted)."""
+        """Hand the session's queued lines to the transport now, after the corked ones
+        (everything is dropped once aborted)."""
         lines = self.session.data_to_send()
-        if lines and not (self._aborted or self._lost) and self._transport is not None:
+        if self._corked:
+            self._corked.extend(lines)
+            self.uncork()
+        elif lines and not (self._aborted or self._lost) and self._transport is not None:
             self._transport.write(lines[0] if len(lines) == 1 else b"".join(lines))
 
     def _on_event(self, topic: str, event: Event) -> None:
@@ -343,32 +414,49 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if line is None or transport is None or self._aborted or self._lost:
             return
-        self._send()  # replies queued before it go first
-        transport.write(line)
-        metrics.TCP_OUT_PUSH.inc()
+        self._counts.progress += 1
+        self._cork(line)
+
+    def _stored(self, message_id: MessageId, outcome: StoredEntry | MangaHubError) -> None:
+        """The batcher's reply for one update: its ack (or error), in order."""
+        self._in_flight -= 1
+        if self._waiting_acks:
+            self._wake()
+        if self._aborted or self._lost:
+            return
+        if isinstance(outcome, StoredEntry):
+            self._counts.ack += 1
+            self._cork(encode({"type": "ack", "id": message_id, "progress": outcome.data}))
+            return
+        metrics.TCP_ERRORS.labels(outcome.code).inc()
+        self.session.send_error(
+            outcome.code, outcome.message, message_id=message_id, details=outcome.details
+        )
+        self._cork_session()
+
+    def _cork(self, line: bytes) -> None:
+        """Queue ``line`` for this iteration's single write (see TcpServer.flush)."""
+        if not self._corked:
+            self.server.corked.append(self)
+            if len(self.server.corked) == 1:
+                self._loop.call_soon(self.server.flush)
+        self._corked.append(line)
+
+    def _cork_session(self) -> None:
+        lines = self.session.data_to_send()
+        if lines:
+            for line in lines:
+                self._cork(line)
+
+    def uncork(self) -> None:
+        """Write the corked lines (one socket write); drop a reader that lags."""
+        lines, self._corked = self._corked, []
+        transport = self._transport
+        if not lines or transport is None or self._aborted or self._lost:
+            return
+        transport.write(lines[0] if len(lines) == 1 else b"".join(lines))
         if transport.get_write_buffer_size() > self.config.send_buffer:
             self.abort(f"send buffer full ({self.config.send_buffer} bytes); slow reader")
-
-    def _stored(self, message_id: MessageId, future: asyncio.Future[StoredEntry]) -> None:
-        """Done-callback of one submitted update: its ack (or error), in order."""
-        self._in_flight -= 1
-        self._wake()
-        if future.cancelled():
-            metrics.TCP_ERRORS.labels("unavailable").inc()
-            self.session.send_error("unavailable", "server shutting down", message_id=message_id)
-        elif isinstance(exc := future.exception(), MangaHubError):
-            metrics.TCP_ERRORS.labels(exc.code).inc()
-            self.session.send_error(
-                exc.code, exc.message, message_id=message_id, details=exc.details
-            )
-        elif exc is not None:
-            metrics.TCP_ERRORS.labels("internal").inc()
-            log.error("tcp %s: progress update failed", self.peer, exc_info=exc)
-            self.session.send_error("internal", "internal error", message_id=message_id)
-        else:
-            metrics.TCP_OUT_ACK.inc()
-            self.session.send_ack(message_id, future.result().data)
-        self._send()
 
     # -- the connection's life -----------------------------------------------------------
 
@@ -410,7 +498,14 @@ class _Connection(asyncio.Protocol):
     async def _drain(self) -> None:
         """Wait until every update this connection submitted is acked (or it is gone)."""
         while self._in_flight and not (self._aborted or self._lost):
+            await self._await_ack()
+
+    async def _await_ack(self) -> None:
+        self._waiting_acks = True
+        try:
             await self._sleep()
+        finally:
+            self._waiting_acks = False
 
     async def _serve(self) -> None:
         session = self.session
@@ -420,7 +515,7 @@ class _Connection(asyncio.Protocol):
             if self._write_paused:
                 await self._sleep()  # the client does not read its replies: only it waits
                 continue
-            event = session.next_event()
+            event, self._held = self._held or session.next_event(), None
             self._send()
             if event is not None:
                 await self._handle(event)
@@ -447,7 +542,11 @@ class _Connection(asyncio.Protocol):
                     session.send_error("unauthorized", "no auth message in time", close=True)
                     self._send()
                 return
-            await self._sleep(deadline)
+            self._idle = True
+            try:
+                await self._sleep(deadline)
+            finally:
+                self._idle = False
 
     def _token_expired(self) -> bool:
         """True (and noted for _run, which acks what is in flight and then says why it
@@ -472,7 +571,7 @@ class _Connection(asyncio.Protocol):
         return int(left)
 
     async def _handle(self, event: ClientEvent) -> None:
-        metrics.TCP_IN[_EVENT_TYPES.get(type(event), "other")].inc()
+        self._counts.received(_EVENT_TYPES.get(type(event), "other"))
         try:
             if isinstance(event, AuthRequest | RenewRequest):
                 await self._authenticate(event)
@@ -533,24 +632,33 @@ class _Connection(asyncio.Protocol):
             log.debug("tcp %s: session %s renewed", self.peer, self.session_id)
 
     async def _submit(self, update: ProgressUpdate) -> None:
-        assert self.user_id is not None
-        while self._in_flight >= self.config.max_in_flight:
+        """The task's way in: waits for room (this connection's and the batcher's)."""
+        while True:
             if self._aborted or self._lost:
                 return
-            await self._sleep()  # an ack makes room
-        future = await self.server.batcher.submit(
-            ProgressWrite(
-                user_id=self.user_id,
-                manga_id=update.manga_id,
-                chapter=update.chapter,
-                status=update.status,
-                volume=update.volume,
-                device=self.session.device,
-                origin=self.session_id,
-            )
+            if self._in_flight >= self.config.max_in_flight:
+                await self._await_ack()  # an ack makes room
+            elif not self._offer(update):
+                await self._batcher.room()
+            else:
+                return
+
+    def _offer(self, update: ProgressUpdate) -> bool:
+        """Queue one update for the group commit; False when the batcher is full."""
+        assert self.user_id is not None
+        write = ProgressWrite(
+            self.user_id,
+            update.manga_id,
+            update.chapter,
+            update.status,
+            self.session.device,
+            self.session_id,
+            update.volume,
         )
+        if not self._batcher.offer(write, functools.partial(self._stored, update.id)):
+            return False
         self._in_flight += 1
-        future.add_done_callback(functools.partial(self._stored, update.id))
+        return True
 
     async def _sync(self, request: SyncRequest) -> None:
         assert self.user_id is not None
@@ -583,6 +691,9 @@ class TcpServer:
             self._write_one, runtime.reading_list.update_many, max_batch=self.config.max_batch
         )
         self.push_lines = _PushLines()
+        self.counts = MessageCounts()
+        # Connections with corked lines, written by one flush per loop iteration.
+        self.corked: list[_Connection] = []
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._closing = False
@@ -592,6 +703,16 @@ class TcpServer:
         if isinstance(outcome, MangaHubError):
             raise outcome
         return outcome
+
+    def flush(self) -> None:
+        """Write every corked connection's lines (scheduled by the first cork)."""
+        corked, self.corked = self.corked, []
+        for conn in corked:
+            try:
+                conn.uncork()
+            except Exception:
+                log.exception("tcp %s: write failed", conn.peer)
+                conn.abort("internal error")
 
     @property
     def address(self) -> tuple[str, int]:
