@@ -50,6 +50,11 @@ class Database:
             # return either: sessions end their transactions themselves, and reads
             # (see read()) never open one, so the reset is a wasted thread hop.
             kwargs.update(pool_reset_on_return=None)
+            # Last in, first out: back-to-back units of work (a group commit's batches)
+            # take the same connection, whose page cache another connection's write
+            # would have emptied (SQLite drops a connection's cache when the file
+            # changed under it).
+            kwargs.update(pool_use_lifo=True)
         else:
             # No ping per checkout (one to three round trips per read): connections a
             # restart closed are replaced at checkout without one (_checkout_check).

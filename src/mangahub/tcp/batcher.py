@@ -133,8 +133,14 @@ class ProgressBatcher(Generic[R]):
         left, self._queue = self._queue, []
         _fail_all(left, Unavailable(_SHUTTING_DOWN))
 
-    def _release_room(self) -> None:
-        waiters, self._room = self._room, []
+    def _release_room(self, count: int | None = None) -> None:
+        """Wake ``count`` waiters (all by default), first come first served: each
+        offers its write, so waking more than there is room for would only make
+        the rest queue up again."""
+        if count is None or count >= len(self._room):
+            waiters, self._room = self._room, []
+        else:
+            waiters, self._room = self._room[:count], self._room[count:]
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -150,7 +156,7 @@ class ProgressBatcher(Generic[R]):
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
             if self._room:
-                self._release_room()
+                self._release_room(self.max_queue - len(self._queue))
             self._busy = True
             try:
                 await self._commit(batch)

@@ -103,6 +103,9 @@ class TcpConfig:
     max_pending_lines: int = 512
     """Complete lines received but not handled; reading pauses beyond this."""
     max_batch: int = 1024
+    max_queued: int = 16_384
+    """Updates waiting for a transaction; a connection finding the queue full waits
+    (and stops reading once its own lines pile up)."""
     """Updates per group-commit transaction: bigger batches share more of its fixed cost."""
     close_timeout: float = 5.0
     max_connections: int = 10_000
@@ -688,7 +691,10 @@ class TcpServer:
         self.port = port
         self.config = config or TcpConfig()
         self.batcher: ProgressBatcher[StoredEntry] = ProgressBatcher(
-            self._write_one, runtime.reading_list.update_many, max_batch=self.config.max_batch
+            self._write_one,
+            runtime.reading_list.update_many,
+            max_batch=self.config.max_batch,
+            max_queue=self.config.max_queued,
         )
         self.push_lines = _PushLines()
         self.counts = MessageCounts()
