@@ -21,12 +21,14 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import operator
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, cast
 
 from pydantic import TypeAdapter
@@ -101,7 +103,10 @@ _SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding
 _FACTS = select(Manga.id, Manga.total_chapters, Manga.status).where(
     Manga.id.in_(bindparam("ids", expanding=True))
 )
-_CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _STORED)).where(
+# What a write reads of the current entry: the rules' fields and when it was added
+# (its last update time, device and version are replaced anyway).
+_BEFORE = ("status", *_DEFAULTS, "added_at")
+_CURRENT = select(_ENTRIES.c.user_id, _ENTRIES.c.manga_id, *(_ENTRIES.c[n] for n in _BEFORE)).where(
     tuple_(_ENTRIES.c.user_id, _ENTRIES.c.manga_id).in_(bindparam("keys", expanding=True))
 )
 _LOCK_USERS = (
@@ -152,14 +157,13 @@ class ProgressWriteLike(Protocol):
     def origin(self) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class EntryWrite:
+class EntryWrite(NamedTuple):
     """Any write of one entry: the fields to change, and what to do when it is
-    missing or present (``mode``)."""
+    missing or present (``mode``). A tuple: the group commit makes thousands."""
 
     user_id: uuid.UUID
     manga_id: int
-    changes: Mapping[str, Any] = field(default_factory=dict)
+    changes: Mapping[str, Any] = MappingProxyType({})
     mode: WriteMode = WriteMode.UPSERT
     device: str | None = None
     origin: str | None = None
@@ -255,14 +259,16 @@ class ReadingListService:
 
     async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[StoredOutcome]:
         """The TCP group commit: many progress writes in one transaction."""
+        upsert = WriteMode.UPSERT
         return await self._write_many(
             [
                 EntryWrite(
                     w.user_id,
                     w.manga_id,
                     _progress_changes(w.chapter, w.volume, w.status),
-                    device=w.device,
-                    origin=w.origin,
+                    upsert,
+                    w.device,
+                    w.origin,
                 )
                 for w in writes
             ]
@@ -278,22 +284,22 @@ class ReadingListService:
     async def _write_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
         async with self._db.session() as s:
             outcomes = await _store(s, self._db.dialect, writes, self._catalog)
-        rescored = {
-            w.manga_id
-            for w, outcome in zip(writes, outcomes, strict=True)
-            if isinstance(outcome, StoredEntry) and "score" in w.changes
-        }
+        rescored: set[int] = set()
+        events: list[tuple[str, Event]] = []
+        topics: dict[uuid.UUID, str] = {}  # a UUID's str() costs a microsecond
+        for write, outcome in zip(writes, outcomes, strict=True):
+            if not isinstance(outcome, StoredEntry):
+                continue
+            if "score" in write.changes:
+                rescored.add(write.manga_id)
+            topic = topics.get(write.user_id)
+            if topic is None:
+                topic = topics[write.user_id] = f"progress:{write.user_id}"
+            events.append((topic, _event(outcome.data, write.origin)))
         if rescored:  # their average_rating moved
             await publish_catalog_changed(self._bus, *sorted(rescored))
         # All at once, so a Redis bus sends them in one pipeline (in this order).
-        await publish_all_after_commit(
-            self._bus,
-            [
-                (f"progress:{write.user_id}", _event(outcome.data, write.origin))
-                for write, outcome in zip(writes, outcomes, strict=True)
-                if isinstance(outcome, StoredEntry)
-            ],
-        )
+        await publish_all_after_commit(self._bus, events)
         return outcomes
 
     async def remove(self, user_id: uuid.UUID, manga_id: int) -> None:
@@ -709,26 +715,26 @@ async def _load_entries(
 ) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
-    rows: Sequence[Sequence[Any]]
     if dialect == "sqlite":
-        rows = await _sqlite_entries(await s.connection(), list(keys))
-    else:
-        rows = (await s.execute(_CURRENT, {"keys": list(keys)})).all()
-    return {(row[0], row[1]): dict(zip(_STORED, row[2:], strict=True)) for row in rows}
+        return await _sqlite_entries(await s.connection(), list(keys))
+    rows = (await s.execute(_CURRENT, {"keys": list(keys)})).all()
+    return {(row[0], row[1]): dict(zip(_BEFORE, row[2:], strict=True)) for row in rows}
 
 
 # SQLite plans ``(user_id, manga_id) IN ((?, ?), …)`` as a scan of the whole table, so
 # there the keys are joined as a VALUES list, which probes the primary key per key.
-_SQLITE_KEYS_PER_STATEMENT = 500  # 1,000 parameters, far below SQLite's limit
-_SQLITE_COLUMNS = ", ".join(f"e.{c.name}" for c in _CURRENT.selected_columns)
+# Each key carries its position, so a row comes back as (position, columns…) and its
+# user id need not be read back and parsed.
+_SQLITE_KEYS_PER_STATEMENT = 300  # 900 parameters, far below SQLite's limit
+_SQLITE_COLUMNS = ", ".join(f"e.{name}" for name in _BEFORE)
 
 
 @functools.lru_cache(maxsize=_SQLITE_KEYS_PER_STATEMENT)
 def _sqlite_lookup(count: int) -> str:
-    keys = ", ".join(["(?, ?)"] * count)
+    keys = ", ".join(["(?, ?, ?)"] * count)
     return (
-        f"WITH k(user_id, manga_id) AS (VALUES {keys}) SELECT {_SQLITE_COLUMNS} FROM k "
-        f"JOIN {_ENTRIES.name} AS e ON e.user_id = k.user_id AND e.manga_id = k.manga_id"
+        f"WITH k(i, user_id, manga_id) AS (VALUES {keys}) SELECT k.i, {_SQLITE_COLUMNS} "
+        f"FROM k JOIN {_ENTRIES.name} AS e ON e.user_id = k.user_id AND e.manga_id = k.manga_id"
     )
 
 
@@ -736,35 +742,40 @@ class _Conversions(NamedTuple):
     """The column types' own conversions, for statements run on the driver directly."""
 
     user_id: Callable[[Any], Any]
-    results: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position in _BEFORE, conversion) of the columns that have one."""
 
 
 @functools.cache
 def _conversions(dialect: Dialect) -> _Conversions:
     bind = _ENTRIES.c.user_id.type.dialect_impl(dialect).bind_processor(dialect)
     results = tuple(
-        c.type.dialect_impl(dialect).result_processor(dialect, None)
-        for c in _CURRENT.selected_columns
+        (at, convert)
+        for at, name in enumerate(_BEFORE)
+        if (convert := _ENTRIES.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
     )
     return _Conversions(bind or (lambda value: value), results)
 
 
-async def _sqlite_entries(conn: AsyncConnection, keys: list[_Key]) -> list[tuple[Any, ...]]:
+async def _sqlite_entries(conn: AsyncConnection, keys: list[_Key]) -> dict[_Key, dict[str, Any]]:
     convert = _conversions(conn.dialect)
-    found: list[tuple[Any, ...]] = []
+    found: dict[_Key, dict[str, Any]] = {}
+    hexes: dict[uuid.UUID, Any] = {}  # a batch repeats its users
     for start in range(0, len(keys), _SQLITE_KEYS_PER_STATEMENT):
         chunk = keys[start : start + _SQLITE_KEYS_PER_STATEMENT]
-        params = tuple(
-            v for user_id, manga_id in chunk for v in (convert.user_id(user_id), manga_id)
-        )
-        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), params)
-        found.extend(
-            tuple(
-                value if f is None else f(value)
-                for f, value in zip(convert.results, row, strict=True)
-            )
-            for row in result.all()
-        )
+        params: list[Any] = []
+        for i, (user_id, manga_id) in enumerate(chunk):
+            hexed = hexes.get(user_id)
+            if hexed is None:
+                hexed = hexes[user_id] = convert.user_id(user_id)
+            params += (i, hexed, manga_id)
+        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), tuple(params))
+        for row in result.all():
+            values: list[Any] = list(row[1:])
+            for at, f in convert.results:
+                if values[at] is not None:
+                    values[at] = f(values[at])
+            found[chunk[row[0]]] = dict(zip(_BEFORE, values, strict=True))
     return found
 
 
@@ -772,12 +783,13 @@ _UPSERT_COLUMNS = ("user_id", "manga_id", *_STORED)
 
 
 class _DriverStatement(NamedTuple):
-    """A statement compiled once for the driver: its parameters in order, each as the
-    position of its value in a row built in ``_UPSERT_COLUMNS`` order and the column
-    type's own conversion of it."""
+    """A statement compiled once for the driver, taking rows built in
+    ``_UPSERT_COLUMNS`` order: the columns whose type converts a value (by position,
+    with the conversion), and the parameters' order when it is not that one."""
 
     sql: str
-    parameters: tuple[tuple[int, Callable[[Any], Any] | None], ...]
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]
+    order: tuple[int, ...] | None
 
 
 @functools.cache
@@ -787,35 +799,41 @@ def _sqlite_upsert_statement(dialect: Dialect) -> _DriverStatement:
     if sorted(order) != sorted(_UPSERT_COLUMNS):  # the plain INSERT form, or a surprise
         raise RuntimeError(f"unexpected upsert parameters {order}")
     column = _ENTRIES.c
-    parameters = tuple(
-        (
-            _UPSERT_COLUMNS.index(name),
-            column[name].type.dialect_impl(dialect).bind_processor(dialect),
-        )
-        for name in order
+    converted = tuple(
+        (at, convert)
+        for at, name in enumerate(_UPSERT_COLUMNS)
+        if (convert := column[name].type.dialect_impl(dialect).bind_processor(dialect))
     )
-    return _DriverStatement(compiled.string, parameters)
+    positions = tuple(_UPSERT_COLUMNS.index(name) for name in order)
+    in_order = positions == tuple(range(len(_UPSERT_COLUMNS)))
+    return _DriverStatement(compiled.string, converted, None if in_order else positions)
+
+
+_STORED_VALUES = operator.itemgetter(*_STORED)
 
 
 async def _sqlite_upsert(conn: AsyncConnection, stored: Mapping[_Key, Mapping[str, Any]]) -> None:
     """The batch's rows in one executemany on the driver: SQLAlchemy's per-row
     parameter handling costs more than SQLite's work for these rows."""
     statement = _sqlite_upsert_statement(conn.dialect)
-    # A batch repeats values (its timestamp, today, its users): convert each once.
-    converted: dict[tuple[int, Any], Any] = {}
+    # A batch repeats values (its timestamp, today, its users): convert each once,
+    # and only in the columns that have a conversion.
+    conversions: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
+        (at, convert, {}) for at, convert in statement.converted
+    ]
     rows = []
-    for (user_id, manga_id), entry in stored.items():
-        values = (user_id, manga_id, *(entry[name] for name in _STORED))
-        row = []
-        for at, convert in statement.parameters:
+    for key, entry in stored.items():
+        values = [*key, *_STORED_VALUES(entry)]
+        for at, convert, seen in conversions:
             value = values[at]
-            if convert is not None and value is not None:
-                key = (at, value)
-                if key not in converted:
-                    converted[key] = convert(value)
-                value = converted[key]
-            row.append(value)
-        rows.append(tuple(row))
+            if value is not None:
+                done = seen.get(value)
+                if done is None:
+                    done = seen[value] = convert(value)
+                values[at] = done
+        rows.append(
+            tuple(values) if statement.order is None else tuple(values[i] for i in statement.order)
+        )
     await conn.exec_driver_sql(statement.sql, rows)
 
 
