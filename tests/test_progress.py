@@ -9,6 +9,7 @@ from datetime import date
 from typing import NamedTuple
 
 import httpx
+import orjson
 import pytest
 
 from mangahub.app import Runtime
@@ -361,6 +362,8 @@ async def test_the_json_of_a_write_is_the_stored_entrys(
         for outcome in outcomes:
             assert isinstance(outcome, StoredEntry)
             assert outcome.data == outcome.entry.model_dump(mode="json")
+            # The encoding shared by the TCP ack and pushes is the entry's JSON.
+            assert orjson.loads(outcome.data.encoded()) == outcome.entry.model_dump(mode="json")
     stored = await service.get(user_id, manga_id)
     assert outcome.data == stored.model_dump(mode="json")
     assert (outcome.data["status"], outcome.data["chapter"]) == ("on_hold", 40.0)

@@ -27,7 +27,9 @@ from mangahub.tcp.protocol import (
     SyncRequest,
     _lean_progress,
     _schema_progress,
+    ack_line,
     encode,
+    progress_line,
 )
 
 
@@ -452,3 +454,15 @@ def test_the_lean_update_path_takes_the_common_update() -> None:
     data = {"manga_id": 7, "chapter": 12, "volume": 2, "status": "reading"}
     assert _lean_progress(1, data) == _schema_progress(1, data)
     assert _lean_progress(1, data) == ProgressUpdate(1, 7, 12.0, ReadingStatus.READING, 2)
+
+
+@pytest.mark.parametrize("message_id", ["m-1", 7, -3, 'quote " and \\ back'])
+def test_lines_around_an_encoded_entry_are_the_messages_encoded_whole(
+    message_id: str | int,
+) -> None:
+    entry = {"manga_id": 5, "chapter": 12.5, "notes": "line\nbreak", "manga": {"id": 5}}
+    body = orjson.dumps(entry)
+    assert ack_line(message_id, body) == encode(
+        {"type": "ack", "id": message_id, "progress": entry}
+    )
+    assert progress_line(body) == encode({"type": "progress", "data": entry})

@@ -31,6 +31,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, cast
 
+import orjson
 from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
@@ -121,6 +122,8 @@ _RESERVE_VERSIONS = (
     .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
     .returning(_USERS.c.id, _USERS.c.progress_seq)
 )
+# Keys per statement run on SQLite's driver (at most 900 parameters, far below its limit).
+_SQLITE_KEYS_PER_STATEMENT = 300
 _UPSERTS = {
     dialect: upsert_rows(
         dialect,
@@ -169,6 +172,22 @@ class EntryWrite(NamedTuple):
     origin: str | None = None
 
 
+class EntryJSON(dict[str, Any]):
+    """An entry as JSON values (``EntryPublic`` in JSON mode), as events carry it;
+    :meth:`encoded` is its compact JSON, made once however many lines carry it (a
+    TCP ack and every push). Shared: never edited once built."""
+
+    __slots__ = ("_encoded",)
+    _encoded: bytes
+
+    def encoded(self) -> bytes:
+        try:
+            return self._encoded
+        except AttributeError:
+            self._encoded = orjson.dumps(self)
+            return self._encoded
+
+
 class StoredEntry:
     """A committed write as JSON (``data``), built once for its event, its TCP ack and
     its pushes; ``entry`` is the same entry as a schema, built only when asked (the
@@ -176,7 +195,7 @@ class StoredEntry:
 
     __slots__ = ("data", "_fields", "_manga")
 
-    def __init__(self, data: dict[str, Any], fields: dict[str, Any], manga: MangaSummary) -> None:
+    def __init__(self, data: EntryJSON, fields: dict[str, Any], manga: MangaSummary) -> None:
         self.data = data
         self._fields = fields
         self._manga = manga
@@ -646,8 +665,11 @@ async def _take_versions(
     for user_id, count in per_user.items():
         by_count.setdefault(count, []).append(user_id)
     for count, user_ids in sorted(by_count.items()):
-        rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
-        last.update((row[0], row[1]) for row in rows.all())
+        if dialect == "sqlite":
+            last.update(await _sqlite_reserve(await s.connection(), user_ids, count))
+        else:
+            rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
+            last.update((row[0], row[1]) for row in rows.all())
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
     for i in reversed(range(len(writes))):
@@ -660,6 +682,34 @@ async def _take_versions(
         versions[i] = last[user_id]
         last[user_id] -= 1
     return versions
+
+
+@functools.lru_cache(maxsize=_SQLITE_KEYS_PER_STATEMENT)
+def _sqlite_reserve_statement(users: int) -> str:
+    table, c = _USERS.name, _USERS.c
+    return (
+        f"UPDATE {table} SET {c.progress_seq.name} = {c.progress_seq.name} + ? "
+        f"WHERE {c.id.name} IN ({', '.join(['?'] * users)}) "
+        f"RETURNING {c.id.name}, {c.progress_seq.name}"
+    )
+
+
+async def _sqlite_reserve(
+    conn: AsyncConnection, user_ids: builtins.list[uuid.UUID], count: int
+) -> dict[uuid.UUID, int]:
+    """``_RESERVE_VERSIONS`` on the driver: the users' ids go in as the column stores
+    them and come back mapped to the ids given, not parsed one by one."""
+    to_column = _conversions(conn.dialect).user_id
+    last: dict[uuid.UUID, int] = {}
+    for start in range(0, len(user_ids), _SQLITE_KEYS_PER_STATEMENT):
+        chunk = user_ids[start : start + _SQLITE_KEYS_PER_STATEMENT]
+        stored_ids = {to_column(user_id): user_id for user_id in chunk}
+        result = await conn.exec_driver_sql(
+            _sqlite_reserve_statement(len(chunk)), (count, *stored_ids)
+        )
+        rows: Sequence[Sequence[Any]] = result.all()
+        last.update((stored_ids[row[0]], row[1]) for row in rows)
+    return last
 
 
 async def _lock_manga(s: AsyncSession, manga_ids: Sequence[int]) -> None:
@@ -725,7 +775,6 @@ async def _load_entries(
 # there the keys are joined as a VALUES list, which probes the primary key per key.
 # Each key carries its position, so a row comes back as (position, columns…) and its
 # user id need not be read back and parsed.
-_SQLITE_KEYS_PER_STATEMENT = 300  # 900 parameters, far below SQLite's limit
 _SQLITE_COLUMNS = ", ".join(f"e.{name}" for name in _BEFORE)
 
 
@@ -843,29 +892,33 @@ def _json_datetime(value: datetime) -> Any:
 
 def _entry_json(
     manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: Any
-) -> dict[str, Any]:
+) -> EntryJSON:
     """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
     schema (its values are already of the schema's types; a test holds them equal)."""
     added_at = entry["added_at"]
     started_on = entry["started_on"]
     finished_on = entry["finished_on"]
-    return {
-        "manga_id": manga_id,
-        "status": _STATUS[entry["status"]].value,
-        "chapter": entry["chapter"],
-        "volume": entry["volume"],
-        "score": entry["score"],
-        "started_on": None if started_on is None else started_on.isoformat(),
-        "finished_on": None if finished_on is None else finished_on.isoformat(),
-        "rereads": entry["rereads"],
-        "rereading": entry["rereading"],
-        "notes": entry["notes"],
-        "added_at": stamp if added_at is now else _json_datetime(added_at),
-        "updated_at": stamp if entry["updated_at"] is now else _json_datetime(entry["updated_at"]),
-        "version": entry["version"],
-        "device": entry["device"],
-        "manga": manga,
-    }
+    return EntryJSON(
+        {
+            "manga_id": manga_id,
+            "status": _STATUS[entry["status"]].value,
+            "chapter": entry["chapter"],
+            "volume": entry["volume"],
+            "score": entry["score"],
+            "started_on": None if started_on is None else started_on.isoformat(),
+            "finished_on": None if finished_on is None else finished_on.isoformat(),
+            "rereads": entry["rereads"],
+            "rereading": entry["rereading"],
+            "notes": entry["notes"],
+            "added_at": stamp if added_at is now else _json_datetime(added_at),
+            "updated_at": stamp
+            if entry["updated_at"] is now
+            else _json_datetime(entry["updated_at"]),
+            "version": entry["version"],
+            "device": entry["device"],
+            "manga": manga,
+        }
+    )
 
 
 def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:

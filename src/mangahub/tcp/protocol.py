@@ -149,6 +149,17 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message, default=_default, option=orjson.OPT_APPEND_NEWLINE)
 
 
+def ack_line(message_id: MessageId, progress: bytes) -> bytes:
+    """``encode({"type": "ack", "id": message_id, "progress": …})`` around a progress
+    entry already encoded (compact JSON): the entry is encoded once for every line."""
+    return b'{"type":"ack","id":' + orjson.dumps(message_id) + b',"progress":' + progress + b"}\n"
+
+
+def progress_line(data: bytes) -> bytes:
+    """``encode({"type": "progress", "data": …})`` around an already encoded entry."""
+    return b'{"type":"progress","data":' + data + b"}\n"
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a ``Z``, as the public schemas serialize timestamps."""
     moment = (moment or datetime.now(UTC)).astimezone(UTC)

@@ -58,7 +58,7 @@ from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
-from mangahub.services.reading_list import StoredEntry
+from mangahub.services.reading_list import EntryJSON, StoredEntry
 from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
 from mangahub.tcp.protocol import (
     MAX_LINE,
@@ -73,7 +73,9 @@ from mangahub.tcp.protocol import (
     ServerSession,
     SessionState,
     SyncRequest,
+    ack_line,
     encode,
+    progress_line,
 )
 
 log = logging.getLogger(__name__)
@@ -136,9 +138,12 @@ class _PushLines:
         if event is not self._event:
             data = event.get("data")
             self._event = event
-            self._line = (
-                encode({"type": "progress", "data": data}) if isinstance(data, dict) else None
-            )
+            if isinstance(data, EntryJSON):  # written in this process: encoded already
+                self._line = progress_line(data.encoded())
+            elif isinstance(data, dict):
+                self._line = encode({"type": "progress", "data": data})
+            else:
+                self._line = None
         return self._line
 
 
@@ -429,7 +434,7 @@ class _Connection(asyncio.Protocol):
             return
         if isinstance(outcome, StoredEntry):
             self._counts.ack += 1
-            self._cork(encode({"type": "ack", "id": message_id, "progress": outcome.data}))
+            self._cork(ack_line(message_id, outcome.data.encoded()))
             return
         metrics.TCP_ERRORS.labels(outcome.code).inc()
         self.session.send_error(
