@@ -110,6 +110,11 @@ class ProgressBatcher(Generic[R]):
             await waiter
 
     @property
+    def closing(self) -> bool:
+        """True once :meth:`stop` began: offers raise Unavailable."""
+        return self._closing
+
+    @property
     def queued(self) -> int:
         """Writes offered and not yet taken into a transaction."""
         return len(self._queue)

@@ -286,7 +286,9 @@ class _Connection(asyncio.Protocol):
         self._last_rx = self._loop.time()
         session = self.session
         session.receive_data(data)
-        if self._idle and session.state is SessionState.AUTHENTICATED:
+        # Only while the task sleeps with nothing held for it: what it was woken for
+        # comes first, and lines after it wait for it (arrival order).
+        if self._idle and self._held is None and session.state is SessionState.AUTHENTICATED:
             self._take_updates()
             if (
                 not session.pending_lines
@@ -305,7 +307,11 @@ class _Connection(asyncio.Protocol):
         connection has ``max_in_flight`` updates unacked."""
         session = self.session
         limit = self.config.max_in_flight
-        while self._in_flight < limit and not self._write_paused and not self._aborted:
+        while (
+            self._in_flight < limit
+            and not (self._write_paused or self._aborted or self._stopping)
+            and not self._batcher.closing
+        ):
             if self._expires_at is not None and self._loop.time() >= self._expires_at:
                 break  # the task notices the expiry and closes
             event = session.next_event()
