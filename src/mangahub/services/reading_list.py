@@ -305,15 +305,15 @@ class ReadingListService:
             outcomes = await _store(s, self._db.dialect, writes, self._catalog)
         rescored: set[int] = set()
         events: list[tuple[str, Event]] = []
-        topics: dict[uuid.UUID, str] = {}  # a UUID's str() costs a microsecond
+        topics: dict[int, str] = {}  # a UUID's str() costs a microsecond
         for write, outcome in zip(writes, outcomes, strict=True):
             if not isinstance(outcome, StoredEntry):
                 continue
             if "score" in write.changes:
                 rescored.add(write.manga_id)
-            topic = topics.get(write.user_id)
+            topic = topics.get(write.user_id.int)
             if topic is None:
-                topic = topics[write.user_id] = f"progress:{write.user_id}"
+                topic = topics[write.user_id.int] = f"progress:{write.user_id}"
             events.append((topic, _event(outcome.data, write.origin)))
         if rescored:  # their average_rating moved
             await publish_catalog_changed(self._bus, *sorted(rescored))
@@ -540,7 +540,9 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
 
 # --- the write path ---------------------------------------------------------------------
 
-_Key = tuple[uuid.UUID, int]
+# An entry's key inside one batch: its user's id as an int (a UUID hashes in Python,
+# on every dict and set operation; its int hashes in C) and its manga id.
+_Key = tuple[int, int]
 
 
 async def _store(
@@ -556,12 +558,15 @@ async def _store(
     for i, write in enumerate(writes):
         if outcomes[i] is None:
             outcomes[i] = _check_against_series(write, series.get(write.manga_id))
+    users = {w.user_id.int: w.user_id for w in writes}
     # Only writes that passed so far take a version (and lock their user's row).
-    versions = await _take_versions(s, dialect, writes, outcomes)
+    versions = await _take_versions(s, dialect, writes, outcomes, users)
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
     await _lock_manga(s, scored)
-    current = await _load_entries(s, dialect, {(w.user_id, w.manga_id) for w in accepted})
+    current = await _load_entries(
+        s, dialect, {(w.user_id.int, w.manga_id) for w in accepted}, users
+    )
     now = utcnow()
     today = now.date()
     stored: dict[_Key, dict[str, Any]] = {}
@@ -569,7 +574,7 @@ async def _store(
     for i, write in enumerate(writes):
         if outcomes[i] is not None:
             continue
-        key = (write.user_id, write.manga_id)
+        key = (write.user_id.int, write.manga_id)
         before = current.get(key)
         problem = _check_presence(write, before is not None)
         if problem is not None:
@@ -589,9 +594,10 @@ async def _store(
     if stored:
         # One statement run for every row (compiled once, whatever the batch size).
         if dialect == "sqlite":
-            await _sqlite_upsert(await s.connection(), stored)
+            await _sqlite_upsert(await s.connection(), stored, users)
         else:
-            await s.execute(_UPSERTS[dialect], [_row(key, entry) for key, entry in stored.items()])
+            rows = [_row(users[key[0]], key[1], entry) for key, entry in stored.items()]
+            await s.execute(_UPSERTS[dialect], rows)
     manga = await _load_summaries(s, catalog, {writes[i].manga_id for i in done})
     if scored:
         averages = await recompute_averages(s, scored)
@@ -651,36 +657,39 @@ async def _take_versions(
     dialect: str,
     writes: Sequence[EntryWrite],
     outcomes: list[StoredOutcome | None],
+    users: Mapping[int, uuid.UUID],
 ) -> dict[int, int]:
     """Reserve the next per-user version for every accepted write, in arrival order:
     one statement for all the users with the same number of writes in the batch
     (usually one statement). On PostgreSQL the users' rows are locked first, in id
     order, so two processes batching the same users cannot deadlock, and before their
     entries are read."""
-    per_user = Counter(w.user_id for w, o in zip(writes, outcomes, strict=True) if o is None)
-    last: dict[uuid.UUID, int] = {}
+    per_user = Counter(w.user_id.int for w, o in zip(writes, outcomes, strict=True) if o is None)
+    last: dict[int, int] = {}  # user (as an int) -> the version of its last write
     if per_user and dialect == "postgresql":
-        await s.execute(_LOCK_USERS, {"ids": list(per_user)})
+        await s.execute(_LOCK_USERS, {"ids": [users[u] for u in per_user]})
     by_count: dict[int, list[uuid.UUID]] = {}
-    for user_id, count in per_user.items():
-        by_count.setdefault(count, []).append(user_id)
+    for user, count in per_user.items():
+        by_count.setdefault(count, []).append(users[user])
     for count, user_ids in sorted(by_count.items()):
         if dialect == "sqlite":
-            last.update(await _sqlite_reserve(await s.connection(), user_ids, count))
+            reserved = await _sqlite_reserve(await s.connection(), user_ids, count)
         else:
             rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
-            last.update((row[0], row[1]) for row in rows.all())
+            reserved = {row[0]: row[1] for row in rows.all()}
+        last.update((user_id.int, seq) for user_id, seq in reserved.items())
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
     for i in reversed(range(len(writes))):
-        user_id = writes[i].user_id
         if outcomes[i] is not None:
             continue
-        if user_id not in last:
+        user = writes[i].user_id.int
+        seq = last.get(user)
+        if seq is None:
             outcomes[i] = NotFound("user not found")
             continue
-        versions[i] = last[user_id]
-        last[user_id] -= 1
+        versions[i] = seq
+        last[user] = seq - 1
     return versions
 
 
@@ -761,14 +770,15 @@ async def _load_summaries(
 
 
 async def _load_entries(
-    s: AsyncSession, dialect: str, keys: set[_Key]
+    s: AsyncSession, dialect: str, keys: set[_Key], users: Mapping[int, uuid.UUID]
 ) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
     if dialect == "sqlite":
-        return await _sqlite_entries(await s.connection(), list(keys))
-    rows = (await s.execute(_CURRENT, {"keys": list(keys)})).all()
-    return {(row[0], row[1]): dict(zip(_BEFORE, row[2:], strict=True)) for row in rows}
+        return await _sqlite_entries(await s.connection(), list(keys), users)
+    params = [(users[user], manga_id) for user, manga_id in keys]
+    rows = (await s.execute(_CURRENT, {"keys": params})).all()
+    return {(row[0].int, row[1]): dict(zip(_BEFORE, row[2:], strict=True)) for row in rows}
 
 
 # SQLite plans ``(user_id, manga_id) IN ((?, ?), …)`` as a scan of the whole table, so
@@ -806,18 +816,20 @@ def _conversions(dialect: Dialect) -> _Conversions:
     return _Conversions(bind or (lambda value: value), results)
 
 
-async def _sqlite_entries(conn: AsyncConnection, keys: list[_Key]) -> dict[_Key, dict[str, Any]]:
+async def _sqlite_entries(
+    conn: AsyncConnection, keys: list[_Key], users: Mapping[int, uuid.UUID]
+) -> dict[_Key, dict[str, Any]]:
     convert = _conversions(conn.dialect)
     found: dict[_Key, dict[str, Any]] = {}
-    hexes: dict[uuid.UUID, Any] = {}  # a batch repeats its users
+    stored_ids: dict[int, Any] = {}  # a batch repeats its users
     for start in range(0, len(keys), _SQLITE_KEYS_PER_STATEMENT):
         chunk = keys[start : start + _SQLITE_KEYS_PER_STATEMENT]
         params: list[Any] = []
-        for i, (user_id, manga_id) in enumerate(chunk):
-            hexed = hexes.get(user_id)
-            if hexed is None:
-                hexed = hexes[user_id] = convert.user_id(user_id)
-            params += (i, hexed, manga_id)
+        for i, (user, manga_id) in enumerate(chunk):
+            stored_id = stored_ids.get(user)
+            if stored_id is None:
+                stored_id = stored_ids[user] = convert.user_id(users[user])
+            params += (i, stored_id, manga_id)
         result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), tuple(params))
         for row in result.all():
             values: list[Any] = list(row[1:])
@@ -861,7 +873,9 @@ def _sqlite_upsert_statement(dialect: Dialect) -> _DriverStatement:
 _STORED_VALUES = operator.itemgetter(*_STORED)
 
 
-async def _sqlite_upsert(conn: AsyncConnection, stored: Mapping[_Key, Mapping[str, Any]]) -> None:
+async def _sqlite_upsert(
+    conn: AsyncConnection, stored: Mapping[_Key, Mapping[str, Any]], users: Mapping[int, uuid.UUID]
+) -> None:
     """The batch's rows in one executemany on the driver: SQLAlchemy's per-row
     parameter handling costs more than SQLite's work for these rows."""
     statement = _sqlite_upsert_statement(conn.dialect)
@@ -871,8 +885,8 @@ async def _sqlite_upsert(conn: AsyncConnection, stored: Mapping[_Key, Mapping[st
         (at, convert, {}) for at, convert in statement.converted
     ]
     rows = []
-    for key, entry in stored.items():
-        values = [*key, *_STORED_VALUES(entry)]
+    for (user, manga_id), entry in stored.items():
+        values = [users[user], manga_id, *_STORED_VALUES(entry)]
         for at, convert, seen in conversions:
             value = values[at]
             if value is not None:
@@ -921,10 +935,10 @@ def _entry_json(
     )
 
 
-def _row(key: _Key, entry: Mapping[str, Any]) -> dict[str, Any]:
+def _row(user_id: uuid.UUID, manga_id: int, entry: Mapping[str, Any]) -> dict[str, Any]:
     row = {name: entry[name] for name in _STORED}
     row["status"] = _STATUS[row["status"]].value
-    return {"user_id": key[0], "manga_id": key[1], **row}
+    return {"user_id": user_id, "manga_id": manga_id, **row}
 
 
 def _normalize(chapter: float) -> float:
