@@ -1,0 +1,106 @@
+"""A dedicated SQLite connection for one hot write path (chat messages).
+
+Through the async engine a transaction costs one hand-off to aiosqlite's thread per
+driver call (BEGIN, each statement, each fetch, COMMIT), each a thread wake-up.
+Here a whole transaction is a plain function run on the connection's own thread, so
+it costs one hand-off there and one back: :meth:`SqliteWriter.run` calls it between
+``BEGIN IMMEDIATE`` and ``COMMIT`` (``ROLLBACK`` if it raises).
+
+``BEGIN IMMEDIATE`` takes SQLite's write lock before the first read, so the reads of
+a transaction and its writes see one state; another writer (the engine's own
+connections) waits for the lock under the busy timeout, and so does this one.
+
+The connection's ``synchronous`` level is its own (WAL mode keeps it per
+connection): the chat store commits with ``NORMAL`` (see ``docs/reliability.md``,
+"Chat on SQLite").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import URL, Connection, create_engine, event
+from sqlalchemy.pool import NullPool
+
+_T = TypeVar("_T")
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+class SqliteWriter:
+    """One SQLite connection on one thread; each :meth:`run` is one transaction."""
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        synchronous: Synchronous,
+        busy_timeout: float,
+        name: str = "sqlite-writer",
+    ) -> None:
+        self._engine = create_engine(
+            url.set(drivername="sqlite"),
+            poolclass=NullPool,  # the one connection is held by this object
+            connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        )
+        event.listen(self._engine, "connect", _pragmas(synchronous))
+        event.listen(self._engine, "begin", _begin_immediate)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: Connection | None = None  # opened on the thread by the first run
+        self._closed = False
+
+    async def run(self, transaction: Callable[[Connection], _T], *args: Any) -> _T:
+        """``transaction(connection, *args)`` on the writer's thread, committed when it
+        returns, rolled back when it raises (the exception is raised here)."""
+        if self._closed:
+            raise RuntimeError("the SQLite writer is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._in_transaction, transaction, args)
+
+    async def close(self) -> None:
+        """Close the connection after the transactions already handed over."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self._close_connection)
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _in_transaction(self, transaction: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            conn = self._conn = self._engine.connect()
+        with conn.begin():
+            return transaction(conn, *args)
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+
+def _pragmas(synchronous: Synchronous) -> Callable[[Any, Any], None]:
+    def apply(dbapi_conn: Any, _record: Any) -> None:
+        # No implicit BEGIN from the driver: _begin_immediate says how a transaction starts.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return apply
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
