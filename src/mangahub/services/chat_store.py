@@ -43,6 +43,7 @@ from mangahub.domain.errors import NotFound
 from mangahub.services._common import manga_not_found
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChatMessage, Manga, User
+from mangahub.storage.sqlite_writer import HotStatement
 from mangahub.storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -162,20 +163,20 @@ class MessageStore:
 
 def _insert_one(conn: Connection, m: NewMessage) -> StoredMessage:
     """One message: the stored message, or NotFound (nothing is written)."""
-    row = conn.execute(
-        _INSERT_ONE,
-        {
-            "room_id": m.room_id,
-            "user_id": m.user_id,
-            "content": m.content,
-            "created_at": m.created_at,
-        },
-    ).first()
-    if row is None:  # say which one is missing
+    params = {
+        "room_id": m.room_id,
+        "user_id": m.user_id,
+        "content": m.content,
+        "created_at": m.created_at,
+    }
+    rows = _INSERT_ONE.rows(conn, params)
+    if rows is None:  # not SQLite's writer: through SQLAlchemy
+        rows = list(conn.execute(_INSERT_ONE.statement, params))
+    if not rows:  # say which one is missing
         if conn.scalar(select(Manga.id).where(Manga.id == m.room_id)) is None:
             raise manga_not_found(m.room_id)
         raise NotFound("user not found")
-    return StoredMessage(row[0], row[1])
+    return StoredMessage(rows[0][0], rows[0][1])
 
 
 def _insert_many(conn: Connection, batch: list[NewMessage]) -> list[StoredMessage | NotFound]:
@@ -235,7 +236,8 @@ def _one_message_insert() -> Insert:
     )
 
 
-_INSERT_ONE = _one_message_insert()
+# Compiled once; on SQLite's writer run on the driver connection (the hot path).
+_INSERT_ONE = HotStatement(_one_message_insert())
 
 
 def _consume(future: asyncio.Future[StoredMessage]) -> None:

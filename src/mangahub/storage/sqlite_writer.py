@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import URL, Connection, create_engine, event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.dml import UpdateBase
 
 _T = TypeVar("_T")
 
@@ -87,6 +90,41 @@ class SqliteWriter:
             self._conn.close()
             self._conn = None
         self._engine.dispose()
+
+
+class HotStatement:
+    """A Core statement run on an SQLite writer's driver connection: compiled once,
+    its parameters converted by their column types (UUIDs, datetimes) as SQLAlchemy
+    would, and none of SQLAlchemy's per-execution work (a hot path's statement costs
+    a fraction of it). Its result columns must need no conversion (integers, text).
+
+    :meth:`rows` returns None on a connection it cannot use (not the pysqlite driver,
+    e.g. PostgreSQL or aiosqlite): the caller executes the statement as usual."""
+
+    def __init__(self, statement: UpdateBase) -> None:
+        self.statement = statement
+        # (dialect, SQL, [(parameter, converter or None)] in order), swapped whole:
+        # writers of several databases (tests) may share the statement.
+        self._compiled: tuple[Dialect, str, list[tuple[str, Any]]] | None = None
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any] | None:
+        driver = conn.connection.driver_connection
+        if not isinstance(driver, sqlite3.Connection):
+            return None
+        compiled = self._compiled
+        if compiled is None or compiled[0] is not conn.dialect:
+            compiled = self._compiled = self._compile(conn.dialect)
+        _, sql, binds = compiled
+        values = [params[n] if convert is None else convert(params[n]) for n, convert in binds]
+        return driver.execute(sql, values).fetchall()
+
+    def _compile(self, dialect: Dialect) -> tuple[Dialect, str, list[tuple[str, Any]]]:
+        compiled = self.statement.compile(dialect=dialect)
+        binds = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or []
+        ]
+        return dialect, compiled.string, binds
 
 
 def _pragmas(synchronous: Synchronous) -> Callable[[Any, Any], None]:

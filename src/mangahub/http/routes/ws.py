@@ -72,6 +72,8 @@ async def close_chat(
 class _Socket:
     """The client's Transport over Starlette's WebSocket."""
 
+    __slots__ = ("_server", "_writable", "_ws")
+
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
         # uvicorn's websockets-sansio connection (what HttpServer runs) says whether its
