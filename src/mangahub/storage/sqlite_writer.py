@@ -141,4 +141,6 @@ def _pragmas(synchronous: Synchronous) -> Callable[[Any, Any], None]:
 
 
 def _begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # On the driver: a statement through SQLAlchemy costs more than SQLite's BEGIN.
+    driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    driver.execute("BEGIN IMMEDIATE")
