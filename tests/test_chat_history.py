@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mangahub.app import Runtime
 from mangahub.domain.errors import NotFound, ValidationFailed
@@ -270,3 +271,17 @@ async def test_an_in_memory_database_stores_chat_through_its_sessions() -> None:
         assert tuple(row) == (user_id, sent.content, sent.created_at)
     finally:
         await db.close()
+
+
+async def test_a_message_the_database_refuses_fails_alone(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """A constraint violation reaches the caller as SQLAlchemy's IntegrityError on
+    every backend (on SQLite the lone insert runs on the driver itself)."""
+    user = await make_user()
+    room = await new_manga(runtime)
+    store = MessageStore(runtime.db)
+    with pytest.raises(IntegrityError):
+        await store.store(NewMessage(uuid.UUID(user.id), room, "", utcnow()))
+    stored = await store.store(NewMessage(uuid.UUID(user.id), room, "next", utcnow()))
+    assert [m.id for m in await runtime.chat.recent(room)] == [stored.id]

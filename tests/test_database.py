@@ -4,6 +4,7 @@ pool never hands out a connection the server closed."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -134,3 +135,22 @@ async def test_the_relaxed_writer_closes_with_the_database(tmp_path: Path) -> No
         await db.close()
     writer.join(5)
     assert not writer.is_alive()
+
+
+async def test_a_relaxed_write_that_cannot_get_the_lock_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 0.05)
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(Unavailable):
+            await db.write_relaxed(_synchronous)
+        other.execute("ROLLBACK")
+        assert await db.write_relaxed(_synchronous) == 1
+    finally:
+        other.close()
+        await db.close()

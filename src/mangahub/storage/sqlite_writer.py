@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import URL, Connection, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -116,7 +117,8 @@ class HotStatement:
             compiled = self._compiled = self._compile(conn.dialect)
         _, sql, binds = compiled
         values = [params[n] if convert is None else convert(params[n]) for n, convert in binds]
-        return driver.execute(sql, values).fetchall()
+        with _as_sqlalchemy_errors(sql, values):
+            return driver.execute(sql, values).fetchall()
 
     def _compile(self, dialect: Dialect) -> tuple[Dialect, str, list[tuple[str, Any]]]:
         compiled = self.statement.compile(dialect=dialect)
@@ -143,4 +145,16 @@ def _pragmas(synchronous: Synchronous) -> Callable[[Any, Any], None]:
 def _begin_immediate(conn: Connection) -> None:
     # On the driver: a statement through SQLAlchemy costs more than SQLite's BEGIN.
     driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-    driver.execute("BEGIN IMMEDIATE")
+    with _as_sqlalchemy_errors("BEGIN IMMEDIATE", ()):
+        driver.execute("BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(sql: str, params: Any) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy raises them (OperationalError for a lock
+    not granted within the busy timeout, IntegrityError...), so that callers handle
+    one set of exceptions whichever way a statement ran."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
