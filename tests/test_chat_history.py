@@ -8,11 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mangahub.app import Runtime
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import ChatMessagePublic
 from mangahub.services.chat_store import MessageStore, NewMessage, StoredMessage
+from mangahub.storage.database import Database
+from mangahub.storage.models import ChatMessage, Manga, User
 from mangahub.storage.types import utcnow
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
@@ -236,3 +240,48 @@ async def test_recent_is_oldest_first(make_user: MakeUser, runtime: Runtime) -> 
     assert [m.id for m in await runtime.chat.recent(room)] == ids
     with pytest.raises(NotFound):
         await runtime.chat.recent(UNKNOWN_MANGA)
+
+
+async def test_an_in_memory_database_stores_chat_through_its_sessions() -> None:
+    """A second connection would not see an in-memory SQLite database: its messages go
+    through the engine (what PostgreSQL does too), with the same answers."""
+    db = Database("sqlite+aiosqlite:///:memory:")
+    try:
+        await db.migrate()
+        async with db.session() as s:
+            room = Manga(slug="memory-room", title="Memory room", status="ongoing")
+            author = User(username="memory_author", email="m@example.com", password_hash="x")
+            s.add_all([room, author])
+            await s.flush()
+            room_id, user_id = room.id, author.id
+        store = MessageStore(db)
+        sent = NewMessage(user_id, room_id, "kept in memory", utcnow())
+        stored = await store.store(sent)
+        assert stored.username == "memory_author"
+        with pytest.raises(NotFound, match="user not found"):
+            await store.store(NewMessage(uuid.uuid4(), room_id, "nobody", utcnow()))
+        async with db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(ChatMessage.user_id, ChatMessage.content, ChatMessage.created_at).where(
+                        ChatMessage.id == stored.id
+                    )
+                )
+            ).one()
+        assert tuple(row) == (user_id, sent.content, sent.created_at)
+    finally:
+        await db.close()
+
+
+async def test_a_message_the_database_refuses_fails_alone(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """A constraint violation reaches the caller as SQLAlchemy's IntegrityError on
+    every backend (on SQLite the lone insert runs on the driver itself)."""
+    user = await make_user()
+    room = await new_manga(runtime)
+    store = MessageStore(runtime.db)
+    with pytest.raises(IntegrityError):
+        await store.store(NewMessage(uuid.UUID(user.id), room, "", utcnow()))
+    stored = await store.store(NewMessage(uuid.UUID(user.id), room, "next", utcnow()))
+    assert [m.id for m in await runtime.chat.recent(room)] == [stored.id]

@@ -4,14 +4,19 @@ pool never hands out a connection the server closed."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, insert, select, text
 
 from mangahub.app import Runtime
 from mangahub.domain.errors import Unavailable
 from mangahub.storage import database
 from mangahub.storage.database import Database
+from mangahub.storage.models import Manga
 from tests.live_server import free_port
 
 
@@ -83,4 +88,69 @@ async def test_open_pool_leaves_the_steady_connections_open(runtime: Runtime) ->
         assert opened > 1
         assert db.engine.sync_engine.pool.checkedin() == opened  # type: ignore[attr-defined]
     finally:
+        await db.close()
+
+
+def _synchronous(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+
+async def test_only_relaxed_writes_skip_the_fsync_on_sqlite(runtime: Runtime) -> None:
+    """Chat's connection commits with synchronous=NORMAL (1); every other connection
+    keeps FULL (2)."""
+    if not runtime.db.is_sqlite:
+        pytest.skip("SQLite's synchronous levels")
+    assert await runtime.db.write_relaxed(_synchronous) == 1
+    async with runtime.db.session() as s:
+        assert await s.scalar(text("PRAGMA synchronous")) == 2
+    async with runtime.db.read() as conn:
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar_one() == 2
+
+
+def _add_series(conn: Connection, slug: str, fail: bool) -> str:
+    conn.execute(insert(Manga).values(slug=slug, title=slug, status="ongoing"))
+    if fail:
+        raise ValueError("boom")
+    return slug
+
+
+async def test_a_relaxed_write_commits_whole_or_not_at_all(runtime: Runtime) -> None:
+    kept, dropped = f"relaxed-{uuid.uuid4().hex[:10]}", f"relaxed-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(ValueError, match="boom"):
+        await runtime.db.write_relaxed(_add_series, dropped, True)
+    assert await runtime.db.write_relaxed(_add_series, kept, False) == kept
+    async with runtime.db.read() as conn:
+        found = await conn.scalars(select(Manga.slug).where(Manga.slug.in_([kept, dropped])))
+        assert set(found) == {kept}
+
+
+async def test_the_relaxed_writer_closes_with_the_database(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'closing.db'}")
+    before = set(threading.enumerate())
+    try:
+        await db.migrate()
+        assert await db.write_relaxed(_synchronous) == 1
+        (writer,) = [t for t in set(threading.enumerate()) - before if "relaxed" in t.name]
+    finally:
+        await db.close()
+    writer.join(5)
+    assert not writer.is_alive()
+
+
+async def test_a_relaxed_write_that_cannot_get_the_lock_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 0.05)
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(Unavailable):
+            await db.write_relaxed(_synchronous)
+        other.execute("ROLLBACK")
+        assert await db.write_relaxed(_synchronous) == 1
+    finally:
+        other.close()
         await db.close()

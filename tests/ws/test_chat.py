@@ -11,8 +11,11 @@ from datetime import datetime
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from mangahub.app import Runtime
+from mangahub.http.routes.ws import _FrameCache
 from tests.conftest import MakeUser, UserSession
 from tests.ws.conftest import Address, Connect, WsClient
 
@@ -424,3 +427,15 @@ async def test_a_broadcast_goes_straight_to_sockets_that_keep_up(
     after = await frames()
     assert after["direct"] - before["direct"] >= 2
     assert after["queued"] == before["queued"]
+
+
+@pytest.mark.parametrize("length", [10, 300, 70_000])
+def test_a_broadcast_frame_is_built_once_and_as_the_connection_would(length: int) -> None:
+    frames = _FrameCache()
+    text = ("ü" * length)[:length]
+    reference = ServerProtocol()
+    reference.state = State.OPEN
+    reference.send_text(text.encode())
+    assert frames.text_frame(text) == b"".join(reference.data_to_send())
+    assert frames.text_frame(text) is frames.text_frame(text)
+    assert frames.text_frame("other") != frames.text_frame(text)

@@ -6,17 +6,24 @@ transaction is being written, new messages wait; the next transaction takes all 
 them (up to ``max_batch``), in arrival order, so one connection's messages get
 increasing ids in the order it sent them. No artificial delay: a lone message is its
 own transaction (one ``INSERT … SELECT … RETURNING``); under load a room's burst
-costs one commit (an fsync on SQLite) and a handful of driver calls, not one per
-message.
+costs one commit and a handful of statements, not one per message.
+
+Durability: each transaction is a plain function run whole by
+``Database.write_relaxed``. On SQLite that is a connection of the chat store's own,
+one hand-off to its thread per transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), with
+``synchronous=NORMAL``: a committed message survives a crash or SIGKILL of the
+server, but a power loss or an OS crash may lose the last moments of chat (no fsync
+per commit; every other write keeps ``FULL``). On PostgreSQL it is an ordinary
+session, as durable as every other write. See docs/reliability.md, "Chat on SQLite".
 
 The writer is a task started on demand and ending when nothing waits (like the Redis
 bus's publish pipeline), so there is nothing to start or stop with the runtime.
 
 A batch checks its authors and rooms with two reads and inserts every message whose
-author and room exist in one multi-row ``INSERT … RETURNING``; the others fail with
-NotFound. A batch that fails on an integrity error (a room deleted between the check
-and the insert) is retried one message at a time, so one bad message cannot sink the
-others.
+author and room exist in one multi-row ``INSERT … RETURNING``, in the same
+transaction; the others fail with NotFound. A batch that fails on an integrity error
+(on PostgreSQL, a room deleted between the check and the insert) is retried one
+message at a time, so one bad message cannot sink the others.
 """
 
 from __future__ import annotations
@@ -28,15 +35,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Integer, Table, Text, exists, insert, literal, select
+from sqlalchemy import Connection, Integer, Table, Text, bindparam, exists, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.dml import Insert
 
-from mangahub.domain.errors import MangaHubError, NotFound
-from mangahub.services._common import manga_not_found, require_manga, require_username
+from mangahub.domain.errors import NotFound
+from mangahub.services._common import manga_not_found
 from mangahub.storage.database import Database
 from mangahub.storage.models import ChatMessage, Manga, User
+from mangahub.storage.sqlite_writer import HotStatement
 from mangahub.storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -132,85 +139,105 @@ class MessageStore:
                 raise
 
     async def _write_one(self, waiting: _Waiting) -> None:
-        m = waiting.message
         try:
-            async with self._db.session() as s:
-                stored = (await s.execute(_insert_one(m))).first()
-                if stored is None:  # say which one is missing
-                    await require_manga(s, m.room_id)
-                    await require_username(s, m.user_id)
-                    raise NotFound("user not found")  # both went away meanwhile
+            stored = await self._db.write_relaxed(_insert_one, waiting.message)
         except Exception as exc:
             _fail(waiting, exc)
             return
         self.transactions += 1
-        _succeed(waiting, StoredMessage(stored[0], stored[1]))
+        _succeed(waiting, stored)
 
     async def _write_many(self, batch: list[_Waiting]) -> None:
-        stored: list[tuple[_Waiting, StoredMessage]] = []
-        missing: list[tuple[_Waiting, MangaHubError]] = []
-        async with self._db.session() as s:
-            names, rooms = await _authors_and_rooms(s, batch)
-            rows: list[_Waiting] = []
-            for waiting in batch:
-                m = waiting.message
-                if m.room_id not in rooms:
-                    missing.append((waiting, manga_not_found(m.room_id)))
-                elif m.user_id not in names:
-                    missing.append((waiting, NotFound("user not found")))
-                else:
-                    rows.append(waiting)
-            if rows:
-                ids = (
-                    await s.execute(
-                        insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
-                        [
-                            {
-                                "room_id": w.message.room_id,
-                                "user_id": w.message.user_id,
-                                "content": w.message.content,
-                                "created_at": w.message.created_at,
-                            }
-                            for w in rows
-                        ],
-                    )
-                ).scalars()
-                for waiting, message_id in zip(rows, ids, strict=True):
-                    stored.append(
-                        (waiting, StoredMessage(message_id, names[waiting.message.user_id]))
-                    )
+        results = await self._db.write_relaxed(_insert_many, [w.message for w in batch])
         self.transactions += 1
-        for waiting, result in stored:
-            _succeed(waiting, result)
-        for waiting, error in missing:
-            _fail(waiting, error)
+        for waiting, result in zip(batch, results, strict=True):
+            if isinstance(result, StoredMessage):
+                _succeed(waiting, result)
+            else:
+                _fail(waiting, result)
 
 
-async def _authors_and_rooms(
-    s: AsyncSession, batch: list[_Waiting]
-) -> tuple[dict[uuid.UUID, str], set[int]]:
-    user_ids = {w.message.user_id for w in batch}
-    room_ids = {w.message.room_id for w in batch}
-    users = await s.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
-    rooms = await s.scalars(select(Manga.id).where(Manga.id.in_(room_ids)))
-    return {row.id: row.username for row in users}, set(rooms)
+# The transactions themselves: plain functions over a synchronous connection, each run
+# whole by Database.write_relaxed (on SQLite in one hand-off to the writer's thread).
 
 
-def _insert_one(m: NewMessage) -> ReturningInsert[int, str]:
+def _insert_one(conn: Connection, m: NewMessage) -> StoredMessage:
+    """One message: the stored message, or NotFound (nothing is written)."""
+    params = {
+        "room_id": m.room_id,
+        "user_id": m.user_id,
+        "content": m.content,
+        "created_at": m.created_at,
+    }
+    rows = _INSERT_ONE.rows(conn, params)
+    if rows is None:  # not SQLite's writer: through SQLAlchemy
+        rows = list(conn.execute(_INSERT_ONE.statement, params))
+    if not rows:  # say which one is missing
+        if conn.scalar(select(Manga.id).where(Manga.id == m.room_id)) is None:
+            raise manga_not_found(m.room_id)
+        raise NotFound("user not found")
+    return StoredMessage(rows[0][0], rows[0][1])
+
+
+def _insert_many(conn: Connection, batch: list[NewMessage]) -> list[StoredMessage | NotFound]:
+    """Several messages in one multi-row INSERT: per message, in order, the stored
+    message or NotFound for an unknown author or room (not written)."""
+    user_ids = {m.user_id for m in batch}
+    room_ids = {m.room_id for m in batch}
+    names: dict[uuid.UUID, str] = {
+        row.id: row.username
+        for row in conn.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
+    }
+    rooms = set(conn.scalars(select(Manga.id).where(Manga.id.in_(room_ids))))
+    results: list[StoredMessage | NotFound] = []
+    rows: list[tuple[int, NewMessage]] = []
+    for m in batch:
+        if m.room_id not in rooms:
+            results.append(manga_not_found(m.room_id))
+        elif m.user_id not in names:
+            results.append(NotFound("user not found"))
+        else:
+            rows.append((len(results), m))
+            results.append(NotFound("user not found"))  # replaced below
+    if rows:
+        ids = conn.execute(
+            insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "room_id": m.room_id,
+                    "user_id": m.user_id,
+                    "content": m.content,
+                    "created_at": m.created_at,
+                }
+                for _, m in rows
+            ],
+        ).scalars()
+        for (at, m), message_id in zip(rows, ids, strict=True):
+            results[at] = StoredMessage(message_id, names[m.user_id])
+    return results
+
+
+def _one_message_insert() -> Insert:
     """INSERT … SELECT … RETURNING (id, the author's name): no row when the room's
-    manga or the author does not exist."""
+    manga or the author does not exist. Built once; the message comes as parameters."""
+    room_id = bindparam("room_id", type_=Integer)
+    user_id = bindparam("user_id", type_=User.id.type)
     values = select(
-        literal(m.room_id, Integer),
+        room_id,
         User.id,
-        literal(m.content, Text),
-        literal(m.created_at, UTCDateTime),
-    ).where(User.id == m.user_id, exists().where(Manga.id == m.room_id))
-    author = select(User.username).where(User.id == m.user_id).scalar_subquery()
+        bindparam("content", type_=Text),
+        bindparam("created_at", type_=UTCDateTime),
+    ).where(User.id == user_id, exists().where(Manga.id == room_id))
+    author = select(User.username).where(User.id == user_id).scalar_subquery()
     return (
         insert(MESSAGES)
         .from_select(["room_id", "user_id", "content", "created_at"], values)
         .returning(MESSAGES.c.id, author)
     )
+
+
+# Compiled once; on SQLite's writer run on the driver connection (the hot path).
+_INSERT_ONE = HotStatement(_one_message_insert())
 
 
 def _consume(future: asyncio.Future[StoredMessage]) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -27,15 +27,19 @@ from sqlalchemy.ext.asyncio import (
 
 from mangahub.domain.errors import Unavailable
 from mangahub.privatefiles import make_private_dir
+from mangahub.storage.sqlite_settings import configure
+from mangahub.storage.sqlite_writer import SqliteWriter
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Seconds to open a PostgreSQL connection and to run one statement.
 CONNECT_TIMEOUT = 5.0
 STATEMENT_TIMEOUT = 30.0
+_T = TypeVar("_T")
+
 # Seconds a pooled PostgreSQL connection may sit unused before it is pinged at checkout.
 PING_AFTER_IDLE = 10.0
-# Page cache of each SQLite connection, at most (KiB).
-SQLITE_CACHE_KIB = 32 << 10
+# Seconds an SQLite writer waits for another's lock before the write fails.
+SQLITE_BUSY_TIMEOUT = 30.0
 
 
 class Database:
@@ -46,7 +50,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
             # One writer at a time is SQLite's rule; wait for the lock instead of failing.
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
             _create_private_file(make_url(url).database)
             # A file cannot drop a connection: no ping per checkout. No rollback on
             # return either: sessions end their transactions themselves, and reads
@@ -84,6 +88,45 @@ class Database:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        self._writer: SqliteWriter | None = None
+        # Where write_relaxed() writes on a connection of its own (an SQLite file).
+        self._writer_url = (
+            make_url(url) if self.is_sqlite and _is_file(make_url(url).database) else None
+        )
+
+    async def write_relaxed(self, transaction: Callable[..., _T], *args: Any) -> _T:
+        """``transaction(connection, *args)`` (a plain function over a synchronous
+        :class:`~sqlalchemy.engine.Connection`) as one transaction, committed when it
+        returns; errors map to Unavailable as in :meth:`session`.
+
+        On an SQLite file it runs on a connection of its own (opened on first use,
+        closed by :meth:`close`), in one hand-off to that connection's thread, with
+        ``synchronous=NORMAL``: the commit survives a crash or kill of the process,
+        but a power loss or an OS crash may lose the last moments of such writes
+        (every other connection runs ``FULL``). Only chat messages are written this
+        way (docs/reliability.md). On PostgreSQL it runs in a :meth:`session`, as
+        durable as every other write; so it does for an in-memory SQLite database,
+        which a second connection would not see.
+        """
+        writer = self._sqlite_writer()
+        if writer is None:
+            async with self.session() as s:
+                conn = await s.connection()
+                return await conn.run_sync(transaction, *args)
+        with _unavailable_on_loss():
+            return await writer.run(transaction, *args)
+
+    def _sqlite_writer(self) -> SqliteWriter | None:
+        if self._writer_url is None:
+            return None
+        if self._writer is None:
+            self._writer = SqliteWriter(
+                self._writer_url,
+                synchronous="NORMAL",
+                busy_timeout=SQLITE_BUSY_TIMEOUT,
+                name="sqlite-relaxed",
+            )
+        return self._writer
 
     @property
     def is_sqlite(self) -> bool:
@@ -135,6 +178,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
         await self.engine.dispose()
 
 
@@ -204,10 +250,15 @@ def _checkout_check(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
     return check
 
 
+def _is_file(database: str | None) -> bool:
+    """Whether an SQLite database name is a plain file path (not memory, not a URI)."""
+    return database not in (None, "", ":memory:") and not str(database).startswith("file:")
+
+
 def _create_private_file(database: str | None) -> None:
     """Create a new SQLite file owner-only (0600) before SQLite does with the umask's
     mode; its WAL and shared-memory files copy the mode of the database file."""
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if database is None or not _is_file(database):
         return
     path = Path(database)
     if path.exists():
@@ -218,17 +269,5 @@ def _create_private_file(database: str | None) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit survives power loss, so an acknowledged write is really stored.
-    cursor.execute("PRAGMA synchronous=FULL")
-    # Writes touch pages all over the reading list: a 32 MiB page cache per connection
-    # (filled only as pages are read) instead of 2 MiB keeps them in memory, and
-    # checkpointing every 10,000 WAL pages instead of 1,000 copies a page rewritten
-    # by many commits back into the database once, not once per commit. The WAL file
-    # is cut back to 64 MiB after a checkpoint.
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    cursor.execute("PRAGMA wal_autocheckpoint=10000")
-    cursor.execute(f"PRAGMA journal_size_limit={64 << 20}")
-    cursor.close()
+    configure(dbapi_conn, "FULL")

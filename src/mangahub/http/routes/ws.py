@@ -28,6 +28,9 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol as SansIOProtocol
+from websockets.protocol import State
 
 from mangahub.app import Runtime
 from mangahub.chat import protocol
@@ -69,17 +72,46 @@ async def close_chat(
 class _Socket:
     """The client's Transport over Starlette's WebSocket."""
 
+    __slots__ = ("_server", "_writable", "_ws")
+
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
         # uvicorn's websockets-sansio connection (what HttpServer runs) says whether its
         # transport takes writes now: its ASGI ``send`` is a bound method of the
-        # protocol, which holds a ``writable`` event. Other servers: always queued.
-        writable = getattr(getattr(websocket._send, "__self__", None), "writable", None)  # noqa: SLF001
+        # protocol, which holds a ``writable`` event, the sans-I/O connection (``conn``)
+        # and the transport. Other servers: always queued.
+        server = getattr(websocket._send, "__self__", None)  # noqa: SLF001
+        writable = getattr(server, "writable", None)
         self._writable: asyncio.Event | None = (
             writable if isinstance(writable, asyncio.Event) else None
         )
+        self._server: Any = (
+            server
+            if self._writable is not None
+            and isinstance(getattr(server, "conn", None), SansIOProtocol)
+            and callable(getattr(getattr(server, "transport", None), "write", None))
+            else None
+        )
 
     def send_now(self, text: str) -> bool:
+        server = self._server
+        if server is None:
+            return self._step_send(text)
+        # What uvicorn's ``send`` of a data frame does, without the two coroutines
+        # (Starlette's and uvicorn's) around it: a broadcast does this once per member.
+        if not server.writable.is_set() or server.close_sent or server.disconnected:
+            return False
+        conn: SansIOProtocol = server.conn
+        if conn.state is not State.OPEN or conn.writes:
+            return False  # closing, or something is waiting to go first
+        if conn.extensions:  # compressed per connection
+            conn.send_text(text.encode())
+            server.transport.write(b"".join(conn.data_to_send()))
+        else:
+            server.transport.write(_FRAMES.text_frame(text))
+        return True
+
+    def _step_send(self, text: str) -> bool:
         # While the transport is not paused, uvicorn's ``send`` of a data frame runs to
         # the end without suspending (its only await is for ``writable``, before it
         # writes), so the coroutine is stepped once here instead of by a task.
@@ -99,6 +131,27 @@ class _Socket:
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
+
+
+class _FrameCache:
+    """The last text frame built. A broadcast hands the same string to every member,
+    so it is encoded and framed once, not once per member (a server's frames are not
+    masked: the bytes are the same for every connection without extensions)."""
+
+    __slots__ = ("_frame", "_text")
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._frame = b""
+
+    def text_frame(self, text: str) -> bytes:
+        if text is not self._text:
+            self._frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+            self._text = text
+        return self._frame
+
+
+_FRAMES = _FrameCache()
 
 
 @router.websocket("/ws")
