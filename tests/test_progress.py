@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date
-from typing import NamedTuple
 
 import httpx
 import orjson
@@ -16,7 +15,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import EntryPublic
-from mangahub.services.reading_list import EntryWrite, StoredEntry
+from mangahub.services.reading_list import EntryWrite, StoredEntry, progress_write
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -248,14 +247,15 @@ async def test_rejected_updates_publish_nothing(
 # --- the service, as the TCP door uses it -----------------------------------------------
 
 
-class Write(NamedTuple):
-    user_id: uuid.UUID
-    manga_id: int
-    chapter: float
-    status: ReadingStatus | None
-    device: str | None
-    origin: str | None
-    volume: int | None = None
+def tcp_write(
+    user_id: uuid.UUID,
+    manga_id: int,
+    chapter: float,
+    status: ReadingStatus | None,
+    device: str | None,
+    origin: str | None,
+) -> EntryWrite:
+    return progress_write(user_id, manga_id, chapter, status=status, device=device, origin=origin)
 
 
 async def write(
@@ -305,14 +305,14 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
     reading = ReadingStatus.READING
     sub = await live_subscription(runtime.bus, f"progress:{alice.id}")
     try:
-        outcomes = await runtime.reading_list.update_many(
+        outcomes = await runtime.reading_list.store_many(
             [
-                Write(a_id, manga_id, 1, reading, "tcp", "session-1"),
-                Write(a_id, UNKNOWN_MANGA, 1, reading, "tcp", "session-1"),
-                Write(b_id, manga_id, 3, reading, "tcp", None),
-                Write(a_id, bounded, 6, reading, "tcp", "session-1"),
-                Write(a_id, manga_id, 2, reading, "tcp", "session-1"),
-                Write(a_id, manga_id, float("nan"), reading, "tcp", "session-1"),
+                tcp_write(a_id, manga_id, 1, reading, "tcp", "session-1"),
+                tcp_write(a_id, UNKNOWN_MANGA, 1, reading, "tcp", "session-1"),
+                tcp_write(b_id, manga_id, 3, reading, "tcp", None),
+                tcp_write(a_id, bounded, 6, reading, "tcp", "session-1"),
+                tcp_write(a_id, manga_id, 2, reading, "tcp", "session-1"),
+                tcp_write(a_id, manga_id, float("nan"), reading, "tcp", "session-1"),
             ]
         )
         stored1, unknown, bobs_stored, too_far, stored2, nan = outcomes

@@ -15,21 +15,22 @@ from sqlalchemy.exc import IntegrityError
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, Unavailable
 from mangahub.domain.schemas import EntryPublic
-from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
+from mangahub.services.reading_list import EntryWrite, progress_write
+from mangahub.tcp.batcher import ProgressBatcher
 
 USER = uuid.uuid4()
 
 
-def write(manga_id: int) -> ProgressWrite:
-    return ProgressWrite(USER, manga_id, 1.0, ReadingStatus.READING, "test", None)
+def write(manga_id: int) -> EntryWrite:
+    return progress_write(USER, manga_id, 1.0, status=ReadingStatus.READING, device="test")
 
 
-def stored(w: ProgressWrite) -> EntryPublic:
+def stored(w: EntryWrite) -> EntryPublic:
     # Only identity matters here: the batcher hands the stored entry back untouched.
     return EntryPublic.model_construct(
         manga_id=w.manga_id,
-        chapter=w.chapter,
-        status=w.status,
+        chapter=w.changes["chapter"],
+        status=w.changes["status"],
         version=1,
         updated_at=datetime.now(UTC),
         device=w.device,
@@ -45,14 +46,14 @@ class Store:
         self.one_calls = 0
         self.many_calls = 0
 
-    async def write_one(self, w: ProgressWrite) -> EntryPublic:
+    async def write_one(self, w: EntryWrite) -> EntryPublic:
         self.one_calls += 1
         if w.manga_id == self.bad:
             raise IntegrityError("INSERT", {}, Exception("foreign key"))
         return stored(w)
 
     async def write_many(
-        self, writes: Sequence[ProgressWrite]
+        self, writes: Sequence[EntryWrite]
     ) -> Sequence[EntryPublic | MangaHubError]:
         self.many_calls += 1
         raise self.many_error
@@ -100,10 +101,10 @@ class Gate:
         self.open = asyncio.Event()
         self.batches: list[list[int]] = []
 
-    async def write_one(self, w: ProgressWrite) -> EntryPublic:
+    async def write_one(self, w: EntryWrite) -> EntryPublic:
         raise AssertionError("not used")
 
-    async def write_many(self, writes: Sequence[ProgressWrite]) -> list[EntryPublic]:
+    async def write_many(self, writes: Sequence[EntryWrite]) -> list[EntryPublic]:
         self.batches.append([w.manga_id for w in writes])
         await self.open.wait()
         return [stored(w) for w in writes]

@@ -2,7 +2,7 @@
 
 "Library", "progress" and the user's rating are views of the same row
 (``reading_entries``), so there is one status and it cannot drift. Every write goes
-through one path (:meth:`ReadingListService.update_many`, the TCP group commit
+through one path (:meth:`ReadingListService.store_many`, the TCP group commit
 included) that applies the rules of SPEC "Reading entry" in :func:`apply`.
 
 Versions come from a per-user counter (``users.progress_seq``) bumped in the same
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import TypeAdapter
@@ -141,25 +141,6 @@ class WriteMode(StrEnum):
     UPDATE = "update"  # NotFound when the entry is missing
 
 
-class ProgressWriteLike(Protocol):
-    """One progress write as ``update_many`` takes it (the TCP batcher's ``ProgressWrite``)."""
-
-    @property
-    def user_id(self) -> uuid.UUID: ...
-    @property
-    def manga_id(self) -> int: ...
-    @property
-    def chapter(self) -> float: ...
-    @property
-    def status(self) -> ReadingStatus | None: ...
-    @property
-    def volume(self) -> int | None: ...
-    @property
-    def device(self) -> str | None: ...
-    @property
-    def origin(self) -> str | None: ...
-
-
 class EntryWrite(NamedTuple):
     """Any write of one entry: the fields to change, and what to do when it is
     missing or present (``mode``). A tuple: the group commit makes thousands."""
@@ -266,9 +247,16 @@ class ReadingListService:
         origin: str | None = None,
     ) -> EntryPublic:
         """Write the reader's position; a series not listed yet is added as reading."""
-        changes = _progress_changes(chapter, volume, status)
         return await self.write(
-            EntryWrite(user_id, manga_id, changes, device=device, origin=origin)
+            progress_write(
+                user_id,
+                manga_id,
+                chapter,
+                volume=volume,
+                status=status,
+                device=device,
+                origin=origin,
+            )
         )
 
     async def rate(self, user_id: uuid.UUID, manga_id: int, score: int) -> RatingPublic:
@@ -276,22 +264,10 @@ class ReadingListService:
         entry = await self.write(EntryWrite(user_id, manga_id, {"score": score}))
         return RatingPublic(manga_id=manga_id, score=score, updated_at=entry.updated_at)
 
-    async def update_many(self, writes: Sequence[ProgressWriteLike]) -> list[StoredOutcome]:
-        """The TCP group commit: many progress writes in one transaction."""
-        upsert = WriteMode.UPSERT
-        return await self._write_many(
-            [
-                EntryWrite(
-                    w.user_id,
-                    w.manga_id,
-                    _progress_changes(w.chapter, w.volume, w.status),
-                    upsert,
-                    w.device,
-                    w.origin,
-                )
-                for w in writes
-            ]
-        )
+    async def store_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
+        """The TCP group commit: :meth:`write_many`, each stored write answered as the
+        JSON its ack and pushes carry (the schema is built only if asked for)."""
+        return await self._write_many(writes)
 
     async def write_many(self, writes: Sequence[EntryWrite]) -> list[Outcome]:
         """Store many writes in one transaction; one outcome per write, in order. A
@@ -392,15 +368,24 @@ class ReadingListService:
         return [EntryPublic.model_validate(r) for r in rows]
 
 
-def _progress_changes(
-    chapter: float, volume: int | None, status: ReadingStatus | None
-) -> dict[str, Any]:
+def progress_write(
+    user_id: uuid.UUID,
+    manga_id: int,
+    chapter: float,
+    *,
+    volume: int | None = None,
+    status: ReadingStatus | None = None,
+    device: str | None = None,
+    origin: str | None = None,
+) -> EntryWrite:
+    """The write of a reader's position (TCP ``progress_update``, ``set_progress``):
+    creates the entry when missing."""
     changes: dict[str, Any] = {"chapter": chapter}
     if volume is not None:
         changes["volume"] = volume
     if status is not None:
         changes["status"] = status
-    return changes
+    return EntryWrite(user_id, manga_id, changes, WriteMode.UPSERT, device, origin)
 
 
 def _ordering(sort_by: EntrySort, desc: bool) -> list[ColumnElement[Any]]:

@@ -27,30 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 
-from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import InternalError, MangaHubError, Unavailable
 
 log = logging.getLogger(__name__)
 
 
-class ProgressWrite(NamedTuple):
-    """One progress write as the service's ``update_many`` takes it."""
-
-    user_id: uuid.UUID
-    manga_id: int
-    chapter: float
-    status: ReadingStatus | None
-    device: str | None
-    origin: str | None
-    volume: int | None = None
-
-
+W = TypeVar("W")  # one write, as the store takes it
 R = TypeVar("R")  # what the store answers for one stored write
 Reply = Callable[[R | MangaHubError], None]
 """Called once with a write's outcome, after its transaction; it should not raise."""
@@ -58,14 +45,13 @@ Reply = Callable[[R | MangaHubError], None]
 _SHUTTING_DOWN = "server shutting down"
 
 
-class ProgressBatcher(Generic[R]):
+class ProgressBatcher(Generic[W, R]):
     """Collects concurrent progress writes into shared transactions."""
 
     def __init__(
         self,
-        write_one: Callable[[ProgressWrite], Awaitable[R]],
-        write_many: Callable[[Sequence[ProgressWrite]], Awaitable[Sequence[R | MangaHubError]]]
-        | None = None,
+        write_one: Callable[[W], Awaitable[R]],
+        write_many: Callable[[Sequence[W]], Awaitable[Sequence[R | MangaHubError]]] | None = None,
         *,
         max_batch: int = 1024,
         max_queue: int = 8192,
@@ -74,7 +60,7 @@ class ProgressBatcher(Generic[R]):
         self._write_many = write_many
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self._queue: list[tuple[ProgressWrite, Reply[R]]] = []
+        self._queue: list[tuple[W, Reply[R]]] = []
         self._busy = False  # a batch is being committed
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer sleeps on it
         self._room: list[asyncio.Future[None]] = []  # callers waiting for a full queue
@@ -88,7 +74,7 @@ class ProgressBatcher(Generic[R]):
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="progress-batcher")
 
-    def offer(self, write: ProgressWrite, reply: Reply[R]) -> bool:
+    def offer(self, write: W, reply: Reply[R]) -> bool:
         """Queue ``write``; ``reply`` gets its outcome once committed. False (nothing
         queued) when the queue is full: wait for :meth:`room` and offer again. Raises
         Unavailable once the batcher is stopping."""
@@ -171,7 +157,7 @@ class ProgressBatcher(Generic[R]):
             finally:
                 self._busy = False
 
-    async def _commit(self, batch: list[tuple[ProgressWrite, Reply[R]]]) -> None:
+    async def _commit(self, batch: list[tuple[W, Reply[R]]]) -> None:
         if self._write_many is not None:
             try:
                 results = await self._write_many([write for write, _ in batch])
@@ -220,7 +206,7 @@ def _answer(reply: Reply[R], outcome: R | MangaHubError) -> None:
 
 
 def _fail_all(
-    batch: Sequence[tuple[ProgressWrite, Reply[R]]],
+    batch: Sequence[tuple[W, Reply[R]]],
     error: MangaHubError,
 ) -> None:
     for _, reply in batch:

@@ -58,8 +58,8 @@ from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
-from mangahub.services.reading_list import EntryJSON, StoredEntry
-from mangahub.tcp.batcher import ProgressBatcher, ProgressWrite
+from mangahub.services.reading_list import EntryJSON, EntryWrite, StoredEntry, progress_write
+from mangahub.tcp.batcher import ProgressBatcher
 from mangahub.tcp.protocol import (
     MAX_LINE,
     RATE_BURST,
@@ -660,14 +660,14 @@ class _Connection(asyncio.Protocol):
     def _offer(self, update: ProgressUpdate) -> bool:
         """Queue one update for the group commit; False when the batcher is full."""
         assert self.user_id is not None
-        write = ProgressWrite(
+        write = progress_write(
             self.user_id,
             update.manga_id,
             update.chapter,
-            update.status,
-            self.session.device,
-            self.session_id,
-            update.volume,
+            volume=update.volume,
+            status=update.status,
+            device=self.session.device,
+            origin=self.session_id,
         )
         if not self._batcher.offer(write, functools.partial(self._stored, update.id)):
             return False
@@ -701,9 +701,9 @@ class TcpServer:
         self.host = host
         self.port = port
         self.config = config or TcpConfig()
-        self.batcher: ProgressBatcher[StoredEntry] = ProgressBatcher(
+        self.batcher: ProgressBatcher[EntryWrite, StoredEntry] = ProgressBatcher(
             self._write_one,
-            runtime.reading_list.update_many,
+            runtime.reading_list.store_many,
             max_batch=self.config.max_batch,
             max_queue=self.config.max_queued,
         )
@@ -715,8 +715,8 @@ class TcpServer:
         self._connections: set[_Connection] = set()
         self._closing = False
 
-    async def _write_one(self, write: ProgressWrite) -> StoredEntry:
-        (outcome,) = await self.runtime.reading_list.update_many([write])
+    async def _write_one(self, write: EntryWrite) -> StoredEntry:
+        (outcome,) = await self.runtime.reading_list.store_many([write])
         if isinstance(outcome, MangaHubError):
             raise outcome
         return outcome
