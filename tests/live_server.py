@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -10,8 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,18 @@ def live_server(
         pumper.join(5)  # it reads to the end of the output, then the pipe can be closed
         if process.stdout is not None and not pumper.is_alive():
             process.stdout.close()
+
+
+@asynccontextmanager
+async def live_api(env: dict[str, str], startup_timeout: float = 45) -> AsyncIterator[LiveServer]:
+    """``mangahub serve api`` (:func:`live_server`), started and stopped off the event
+    loop, for tests whose clients run on it."""
+    manager = live_server(env, "api", startup_timeout=startup_timeout)
+    server = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from mangahub.app import Runtime
 from tests.conftest import Backend, MakeUser, UserSession
-from tests.live_server import LiveServer, live_server
+from tests.live_server import live_api
 from tests.test_library import new_manga
 from tests.ws.conftest import WsClient, open_client
 
@@ -28,16 +27,6 @@ MEMBERS = 2
 SEND_INTERVAL = 0.25
 """Each sender stays under the per-user chat rate (5/s): nothing is refused."""
 RECEIVED_BEFORE_KILL = 40
-
-
-@contextlib.asynccontextmanager
-async def serve_api(env: dict[str, str]) -> AsyncIterator[LiveServer]:
-    manager = live_server(env, "api", startup_timeout=45)
-    server = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 async def test_every_broadcast_message_survives_sigkill(
@@ -68,7 +57,7 @@ async def test_every_broadcast_message_survives_sigkill(
                 sent.append(content)
                 await asyncio.sleep(SEND_INTERVAL)
 
-    async with serve_api(env) as first:
+    async with live_api(env) as first:
         address = first.addresses["http"]
         clients = []
         for user in [*senders, *members]:
@@ -94,7 +83,7 @@ async def test_every_broadcast_message_survives_sigkill(
     assert not errors, errors
     assert len(received) >= RECEIVED_BEFORE_KILL
 
-    async with serve_api(env) as second:
+    async with live_api(env) as second:
         stored = await history(second.http_url, room, senders[0])
     lost = {i: content for i, content in received.items() if stored.get(i) != content}
     assert not lost, f"broadcast before the kill, missing after it: {lost}"

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.conftest import BACKEND, Backend, MakeUser
-from tests.live_server import LiveServer, live_server
+from tests.live_server import live_api
 from tests.ws.conftest import Connect, WsClient
 
 pytestmark = [
@@ -22,19 +21,6 @@ pytestmark = [
         "(MANGAHUB_TEST_BACKEND=postgres); the embedded SQLite default is one process",
     ),
 ]
-
-
-@contextlib.asynccontextmanager
-async def api_process(backend: Backend) -> AsyncIterator[LiveServer]:
-    """``mangahub serve api`` on this run's database, bus and secrets (so the tokens
-    of ``make_user`` are valid there), started and stopped off the event loop."""
-    env = backend.process_env()
-    manager = live_server(env, "api", startup_timeout=45)
-    server = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 async def until_presence(client: WsClient, users: list[str]) -> None:
@@ -48,8 +34,8 @@ async def test_users_on_different_processes_chat_in_one_room(
     both = sorted([alice.username, bob.username])
     async with contextlib.AsyncExitStack() as stack:
         proc_a, proc_b = await asyncio.gather(
-            stack.enter_async_context(api_process(backend)),
-            stack.enter_async_context(api_process(backend)),
+            stack.enter_async_context(live_api(backend.process_env())),
+            stack.enter_async_context(live_api(backend.process_env())),
         )
         assert proc_a.process.pid != proc_b.process.pid
         a = await ws_connect(alice.access_token, address=proc_a.addresses["http"])
