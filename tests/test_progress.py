@@ -358,7 +358,7 @@ async def test_the_json_of_a_write_is_the_stored_entrys(
             EntryWrite(user_id, manga_id, {"chapter": 40, "finished_on": None}, device="ereader"),
         ],
     ):
-        outcomes = await service._write_many(batch)
+        outcomes = await service.store_many(batch)
         for outcome in outcomes:
             assert isinstance(outcome, StoredEntry)
             assert outcome.data == outcome.entry.model_dump(mode="json")
@@ -367,6 +367,40 @@ async def test_the_json_of_a_write_is_the_stored_entrys(
     stored = await service.get(user_id, manga_id)
     assert outcome.data == stored.model_dump(mode="json")
     assert (outcome.data["status"], outcome.data["chapter"]) == ("on_hold", 40.0)
+
+
+async def test_a_committed_batch_announced_in_slices_is_the_batch_announced_at_once(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """The TCP group commit announces a committed batch a slice at a time: the
+    outcomes and events are those of the whole batch, in order, and only what was
+    announced has been published."""
+    user = await make_user()
+    user_id = uuid.UUID(user.id)
+    ids = await catalog_ids(runtime, 3)
+    reading = ReadingStatus.READING
+    writes = [tcp_write(user_id, ids[i % 3], float(i + 1), reading, "tcp", None) for i in range(5)]
+    sub = await live_subscription(runtime.bus, f"progress:{user.id}")
+    try:
+        committed = await runtime.reading_list.commit_many(writes)
+        # Committed before any announcement: another reader sees the last write.
+        stored = await runtime.reading_list.get(user_id, ids[4 % 3])
+        assert stored.chapter == 5
+        first = await committed.announce(0, 2)
+        seen = [(await asyncio.wait_for(sub.get(), 2))[1]["data"] for _ in range(2)]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sub.get(), 0.2)  # nothing of the next slice yet
+        rest = await committed.announce(2, 5)
+        seen += [(await asyncio.wait_for(sub.get(), 2))[1]["data"] for _ in range(3)]
+    finally:
+        await sub.close()
+    outcomes = [*first, *rest]
+    assert all(isinstance(o, StoredEntry) for o in outcomes)
+    datas = [o.data for o in outcomes if isinstance(o, StoredEntry)]
+    assert seen == datas
+    assert [d["chapter"] for d in datas] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    versions = [d["version"] for d in datas]
+    assert versions == sorted(versions) and len(set(versions)) == 5
 
 
 async def test_chapters_are_stored_with_two_decimals(make_user: MakeUser, runtime: Runtime) -> None:

@@ -1,5 +1,5 @@
-"""How the progress batcher handles a failed shared transaction (unit tests of
-ProgressBatcher._commit's error paths: the writers are plain functions that count)."""
+"""How the progress batcher orders, pipelines and fails shared transactions (unit tests
+of ProgressBatcher: the writers are plain functions that count)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,27 @@ def stored(w: EntryWrite) -> EntryPublic:
     )
 
 
+class Answers:
+    """A committed batch whose outcomes are ready; records the slices asked for."""
+
+    def __init__(self, outcomes: list[EntryPublic | MangaHubError]) -> None:
+        self.outcomes = outcomes
+        self.slices: list[tuple[int, int]] = []
+        self.hold: asyncio.Event | None = None  # set: the first slice waits for it
+        self.broken: int | None = None  # the slice starting here raises
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    async def announce(self, start: int, stop: int) -> list[EntryPublic | MangaHubError]:
+        self.slices.append((start, stop))
+        if self.hold is not None and start == 0:
+            await self.hold.wait()
+        if start == self.broken:
+            raise RuntimeError("announce bug")
+        return self.outcomes[start:stop]
+
+
 class Store:
     """Counts calls; ``many_error`` is what a shared transaction raises."""
 
@@ -52,15 +73,13 @@ class Store:
             raise IntegrityError("INSERT", {}, Exception("foreign key"))
         return stored(w)
 
-    async def write_many(
-        self, writes: Sequence[EntryWrite]
-    ) -> Sequence[EntryPublic | MangaHubError]:
+    async def commit_many(self, writes: Sequence[EntryWrite]) -> Answers:
         self.many_calls += 1
         raise self.many_error
 
 
 async def offer_all(store: Store, count: int) -> list[EntryPublic | MangaHubError]:
-    batcher = ProgressBatcher(store.write_one, store.write_many, max_batch=count)
+    batcher = ProgressBatcher(store.write_one, store.commit_many, max_batch=count)
     await batcher.start()
     outcomes: dict[int, EntryPublic | MangaHubError] = {}
     # Offering never yields: the writer task, once it runs, finds every write queued
@@ -100,19 +119,22 @@ class Gate:
     def __init__(self) -> None:
         self.open = asyncio.Event()
         self.batches: list[list[int]] = []
+        self.committed: list[Answers] = []
 
     async def write_one(self, w: EntryWrite) -> EntryPublic:
         raise AssertionError("not used")
 
-    async def write_many(self, writes: Sequence[EntryWrite]) -> list[EntryPublic]:
+    async def commit_many(self, writes: Sequence[EntryWrite]) -> Answers:
         self.batches.append([w.manga_id for w in writes])
         await self.open.wait()
-        return [stored(w) for w in writes]
+        answers = Answers([stored(w) for w in writes])
+        self.committed.append(answers)
+        return answers
 
 
 async def test_a_full_queue_refuses_until_the_writer_takes_a_batch() -> None:
     gate = Gate()
-    batcher = ProgressBatcher(gate.write_one, gate.write_many, max_batch=4, max_queue=4)
+    batcher = ProgressBatcher(gate.write_one, gate.commit_many, max_batch=4, max_queue=4)
     await batcher.start()
     replies: list[int] = []
     for i in range(4):
@@ -135,7 +157,7 @@ async def test_a_full_queue_refuses_until_the_writer_takes_a_batch() -> None:
 
 async def test_stopping_answers_what_it_could_not_commit_and_refuses_more() -> None:
     gate = Gate()
-    batcher = ProgressBatcher(gate.write_one, gate.write_many, max_batch=2)
+    batcher = ProgressBatcher(gate.write_one, gate.commit_many, max_batch=2)
     await batcher.start()
     outcomes: dict[int, EntryPublic | MangaHubError] = {}
     for i in range(4):
@@ -150,7 +172,7 @@ async def test_stopping_answers_what_it_could_not_commit_and_refuses_more() -> N
 async def test_a_reply_that_raises_does_not_cost_the_others_theirs() -> None:
     gate = Gate()
     gate.open.set()
-    batcher = ProgressBatcher(gate.write_one, gate.write_many)
+    batcher = ProgressBatcher(gate.write_one, gate.commit_many)
     await batcher.start()
     got: list[int] = []
 
@@ -161,3 +183,46 @@ async def test_a_reply_that_raises_does_not_cost_the_others_theirs() -> None:
     assert batcher.offer(write(1), lambda outcome: got.append(1))
     await batcher.stop()
     assert got == [1]
+
+
+async def test_the_next_transaction_commits_while_the_last_one_is_still_answered() -> None:
+    gate = Gate()
+    gate.open.set()
+    batcher = ProgressBatcher(gate.write_one, gate.commit_many, max_batch=2)
+    await batcher.start()
+    replies: list[int] = []
+    hold = asyncio.Event()
+    for i in range(2):
+        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+    await asyncio.sleep(0)  # the writer commits 0-1
+    gate.committed[0].hold = hold  # and its replies wait
+    for i in range(2, 4):
+        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert gate.batches == [[0, 1], [2, 3]]  # committed, not held back by the replies
+    assert replies == []  # 2-3 are answered after 0-1
+    hold.set()
+    await batcher.stop()
+    assert replies == [0, 1, 2, 3]
+
+
+async def test_a_batch_is_answered_in_slices_and_a_failed_slice_costs_only_itself() -> None:
+    gate = Gate()
+    gate.open.set()
+    batcher = ProgressBatcher(gate.write_one, gate.commit_many, announce_slice=2)
+    await batcher.start()
+    outcomes: dict[int, EntryPublic | MangaHubError] = {}
+    for i in range(5):
+        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
+    await asyncio.sleep(0)  # the writer commits all five at once
+    gate.committed[0].broken = 2
+    await batcher.stop()
+    assert gate.committed[0].slices == [(0, 2), (2, 4), (4, 5)]
+    assert [type(outcomes[i]).__name__ for i in range(5)] == [
+        "EntryPublic",
+        "EntryPublic",
+        "InternalError",
+        "InternalError",
+        "EntryPublic",
+    ]

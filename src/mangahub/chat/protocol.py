@@ -25,13 +25,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeAlias
 
 import orjson
 
 from mangahub.domain.errors import BadRequest, ErrorCode
 from mangahub.domain.schemas import ChatMessagePublic
+from mangahub.domain.timestamps import utc_timestamp
 from mangahub.security.tokens import Principal
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -154,12 +155,6 @@ def encode(message: Mapping[str, Any]) -> str:
     return orjson.dumps(message).decode()
 
 
-def timestamp(moment: datetime | None = None) -> str:
-    """ISO 8601 UTC with ``Z``, as the public schemas serialize timestamps."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
@@ -178,7 +173,7 @@ def system(room_id: int, content: str, moment: datetime | None = None) -> dict[s
         "type": "system",
         "room_id": room_id,
         "content": content,
-        "timestamp": timestamp(moment),
+        "timestamp": utc_timestamp(moment),
     }
 
 
@@ -222,7 +217,7 @@ EXPIRED_TEXT: Final = encode(error("unauthorized", "access token expired"))
 
 
 def pong() -> dict[str, Any]:
-    return {"type": "pong", "server_time": timestamp()}
+    return {"type": "pong", "server_time": utc_timestamp()}
 
 
 PING_TEXT: Final = encode({"type": "ping"})

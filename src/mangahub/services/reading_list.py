@@ -32,7 +32,6 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
 import orjson
-from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -53,6 +52,7 @@ from mangahub.domain.enums import EntrySort, MangaStatus, ReadingStatus
 from mangahub.domain.errors import Conflict, MangaHubError, NotFound, ValidationFailed
 from mangahub.domain.schemas import MAX_NOTES_LENGTH, EntryPublic, MangaSummary, RatingPublic
 from mangahub.domain.text import bad_characters
+from mangahub.domain.timestamps import utc_timestamp
 from mangahub.readmodels.catalog import (
     SUMMARY_COLUMNS,
     CatalogReadModel,
@@ -96,7 +96,6 @@ _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
 _ENTRIES = cast(Table, ReadingEntry.__table__)
 _USERS = cast(Table, User.__table__)
-_DATETIME = TypeAdapter(datetime)
 
 # The group commit's statements, built once (SQLAlchemy caches their compiled form;
 # building them anew costs more than running them for a batch of one).
@@ -159,14 +158,17 @@ class EntryJSON(dict[str, Any]):
     TCP ack and every push). Shared: never edited once built."""
 
     __slots__ = ("_encoded",)
-    _encoded: bytes
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        # None until asked for (not a missing attribute: raising and catching
+        # AttributeError would cost more than the encoding).
+        self._encoded: bytes | None = None
 
     def encoded(self) -> bytes:
-        try:
-            return self._encoded
-        except AttributeError:
+        if self._encoded is None:
             self._encoded = orjson.dumps(self)
-            return self._encoded
+        return self._encoded
 
 
 class StoredEntry:
@@ -188,6 +190,53 @@ class StoredEntry:
 
 Outcome = EntryPublic | MangaHubError
 StoredOutcome = StoredEntry | MangaHubError
+
+
+class CommittedWrites:
+    """A committed batch of writes whose outcomes and events are still to be made.
+
+    :meth:`announce` makes them a slice at a time, in order: the TCP group commit
+    announces one batch in slices while the next batch's statements run on the
+    database, so neither waits for the other."""
+
+    __slots__ = ("_bus", "_writes", "_stored", "_topics")
+
+    def __init__(self, bus: EventBus, writes: Sequence[EntryWrite], stored: _Stored) -> None:
+        self._bus = bus
+        self._writes = writes
+        self._stored = stored
+        self._topics: dict[int, str] = {}  # a UUID's str() costs a microsecond
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    async def announce(self, start: int, stop: int) -> list[StoredOutcome]:
+        """The outcomes of writes ``start:stop``, their events published (call with
+        consecutive slices, from 0)."""
+        writes, stored = self._writes, self._stored
+        if start == 0 and stored.rescored:  # their average_rating moved
+            await publish_catalog_changed(self._bus, *stored.rescored)
+        outcomes: list[StoredOutcome] = []
+        events: list[tuple[str, Event]] = []
+        topics = self._topics
+        manga = stored.manga
+        now, stamp = stored.now, stored.stamp
+        for i in range(start, stop):
+            outcome = stored.outcomes[i]
+            if outcome is None:
+                write = writes[i]
+                entry = stored.done[i]
+                view = manga[write.manga_id]
+                data = _entry_json(write.manga_id, entry, view.json, now, stamp)
+                outcome = StoredEntry(data, entry, view.summary)
+                topic = topics.get(write.user_id.int)
+                if topic is None:
+                    topic = topics[write.user_id.int] = f"progress:{write.user_id}"
+                events.append((topic, _event(data, write.origin)))
+            outcomes.append(outcome)
+        # All at once, so a Redis bus sends them in one pipeline (in this order).
+        await publish_all_after_commit(self._bus, events)
+        return outcomes
 
 
 class ReadingListService:
@@ -265,37 +314,24 @@ class ReadingListService:
         return RatingPublic(manga_id=manga_id, score=score, updated_at=entry.updated_at)
 
     async def store_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
-        """The TCP group commit: :meth:`write_many`, each stored write answered as the
-        JSON its ack and pushes carry (the schema is built only if asked for)."""
-        return await self._write_many(writes)
+        """:meth:`write_many`, each stored write answered as the JSON its TCP ack and
+        pushes carry (the schema is built only if asked for)."""
+        committed = await self.commit_many(writes)
+        return await committed.announce(0, len(writes))
+
+    async def commit_many(self, writes: Sequence[EntryWrite]) -> CommittedWrites:
+        """The TCP group commit's transaction: the writes are stored once this returns;
+        their outcomes and events come from :meth:`CommittedWrites.announce`."""
+        async with self._db.session() as s:
+            stored = await _store(s, self._db.dialect, writes, self._catalog)
+        return CommittedWrites(self._bus, writes, stored)
 
     async def write_many(self, writes: Sequence[EntryWrite]) -> list[Outcome]:
         """Store many writes in one transaction; one outcome per write, in order. A
         write that breaks a rule gets its error and does not affect the others; later
         writes of the same entry apply on top of earlier ones and get higher versions."""
-        outcomes = await self._write_many(writes)
+        outcomes = await self.store_many(writes)
         return [o.entry if isinstance(o, StoredEntry) else o for o in outcomes]
-
-    async def _write_many(self, writes: Sequence[EntryWrite]) -> list[StoredOutcome]:
-        async with self._db.session() as s:
-            outcomes = await _store(s, self._db.dialect, writes, self._catalog)
-        rescored: set[int] = set()
-        events: list[tuple[str, Event]] = []
-        topics: dict[int, str] = {}  # a UUID's str() costs a microsecond
-        for write, outcome in zip(writes, outcomes, strict=True):
-            if not isinstance(outcome, StoredEntry):
-                continue
-            if "score" in write.changes:
-                rescored.add(write.manga_id)
-            topic = topics.get(write.user_id.int)
-            if topic is None:
-                topic = topics[write.user_id.int] = f"progress:{write.user_id}"
-            events.append((topic, _event(outcome.data, write.origin)))
-        if rescored:  # their average_rating moved
-            await publish_catalog_changed(self._bus, *sorted(rescored))
-        # All at once, so a Redis bus sends them in one pipeline (in this order).
-        await publish_all_after_commit(self._bus, events)
-        return outcomes
 
     async def remove(self, user_id: uuid.UUID, manga_id: int) -> None:
         """Delete the entry with its progress and score; NotFound if it is not listed."""
@@ -535,7 +571,7 @@ async def _store(
     dialect: str,
     writes: Sequence[EntryWrite],
     catalog: CatalogReadModel | None,
-) -> list[StoredOutcome]:
+) -> _Stored:
     outcomes: list[StoredOutcome | None] = [_check_write(w) for w in writes]
     series = await _load_facts(
         s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
@@ -591,14 +627,20 @@ async def _store(
                 manga[manga_id] = _summary_view(
                     manga[manga_id].summary.model_copy(update={"average_rating": average})
                 )
-    stamp = _json_datetime(now)
-    for i, entry in done.items():
-        manga_id = writes[i].manga_id
-        view = manga[manga_id]
-        data = _entry_json(manga_id, entry, view.json, now, stamp)
-        outcomes[i] = StoredEntry(data, entry, view.summary)
-    # Every write has its outcome by now; the filter only narrows the type.
-    return [o for o in outcomes if o is not None]
+    rescored = sorted({writes[i].manga_id for i in done if "score" in writes[i].changes})
+    return _Stored(outcomes, done, manga, now, utc_timestamp(now), tuple(rescored))
+
+
+class _Stored(NamedTuple):
+    """What a batch's transaction stored: ``done`` (by position) the entries written,
+    ``outcomes`` the errors of the others (None where written)."""
+
+    outcomes: builtins.list[StoredOutcome | None]
+    done: dict[int, dict[str, Any]]
+    manga: dict[int, _SummaryView]
+    now: datetime
+    stamp: Any  # ``now`` as JSON
+    rescored: tuple[int, ...]  # series whose average score moved
 
 
 def _check_write(write: EntryWrite) -> MangaHubError | None:
@@ -885,10 +927,6 @@ async def _sqlite_upsert(
     await conn.exec_driver_sql(statement.sql, rows)
 
 
-def _json_datetime(value: datetime) -> Any:
-    return _DATETIME.dump_python(value, mode="json")
-
-
 def _entry_json(
     manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: Any
 ) -> EntryJSON:
@@ -909,10 +947,10 @@ def _entry_json(
             "rereads": entry["rereads"],
             "rereading": entry["rereading"],
             "notes": entry["notes"],
-            "added_at": stamp if added_at is now else _json_datetime(added_at),
+            "added_at": stamp if added_at is now else utc_timestamp(added_at),
             "updated_at": stamp
             if entry["updated_at"] is now
-            else _json_datetime(entry["updated_at"]),
+            else utc_timestamp(entry["updated_at"]),
             "version": entry["version"],
             "device": entry["device"],
             "manga": manga,
@@ -928,8 +966,11 @@ def _row(user_id: uuid.UUID, manga_id: int, entry: Mapping[str, Any]) -> dict[st
 
 def _normalize(chapter: float) -> float:
     # Stored as NUMERIC(10, 2): round here so both backends (SQLite keeps any float)
-    # return the same value the caller is acknowledged with.
-    return round(chapter, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+    # return the same value the caller is acknowledged with. A whole chapter needs no
+    # rounding (the usual case; round() goes through a decimal string).
+    if chapter.is_integer():
+        return chapter + 0.0  # + 0.0 turns -0.0 into 0.0
+    return round(chapter, 2) + 0.0
 
 
 def _not_listed(manga_id: int) -> NotFound:

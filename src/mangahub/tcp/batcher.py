@@ -10,10 +10,17 @@ written, new writes queue up; the next transaction takes all of them (up to
 transaction, under heavy load the cost of a commit (an fsync on SQLite, a round trip
 and WAL flush on PostgreSQL) is shared by the whole batch.
 
+A batch is answered in two steps: its transaction (``commit_many``), then its
+:class:`Committed` outcomes, made and replied a slice of ``announce_slice`` writes at a
+time by a task of their own. The writer task starts the next transaction as soon as
+one commits, so under load the main thread builds and sends one batch's replies while
+the database works on the next batch, instead of each waiting for the other.
+
 One writer task per process keeps arrival order: two writes of one user are
 committed in the order they were offered, so the later one wins and gets the higher
 version. The queue is bounded (``max_queue``): ``offer`` refuses a write when it is
-full and the caller waits for :meth:`room`.
+full and the caller waits for room: with :meth:`when_room` (a plain callback, so a
+connection can go on offering from its transport callbacks) or :meth:`room`.
 
 A batch that one row made fail (an integrity or data error: say a row references a
 manga that was just deleted) is retried one write at a time, so one bad write cannot
@@ -26,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -39,8 +48,20 @@ log = logging.getLogger(__name__)
 
 W = TypeVar("W")  # one write, as the store takes it
 R = TypeVar("R")  # what the store answers for one stored write
+R_co = TypeVar("R_co", covariant=True)
 Reply = Callable[[R | MangaHubError], None]
 """Called once with a write's outcome, after its transaction; it should not raise."""
+
+
+class Committed(Protocol[R_co]):
+    """A committed batch, its outcomes not made yet."""
+
+    def __len__(self) -> int: ...
+
+    def announce(self, start: int, stop: int) -> Awaitable[Sequence[R_co | MangaHubError]]:
+        """The outcomes of writes ``start:stop`` (called with consecutive slices)."""
+        ...
+
 
 _SHUTTING_DOWN = "server shutting down"
 
@@ -51,19 +72,23 @@ class ProgressBatcher(Generic[W, R]):
     def __init__(
         self,
         write_one: Callable[[W], Awaitable[R]],
-        write_many: Callable[[Sequence[W]], Awaitable[Sequence[R | MangaHubError]]] | None = None,
+        commit_many: Callable[[Sequence[W]], Awaitable[Committed[R]]] | None = None,
         *,
         max_batch: int = 1024,
         max_queue: int = 8192,
+        announce_slice: int = 128,
     ) -> None:
         self._write_one = write_one
-        self._write_many = write_many
+        self._commit_many = commit_many
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.announce_slice = announce_slice
+        # The task answering the last committed batch; the next one waits for it.
+        self._announcing: asyncio.Task[None] | None = None
         self._queue: list[tuple[W, Reply[R]]] = []
         self._busy = False  # a batch is being committed
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer sleeps on it
-        self._room: list[asyncio.Future[None]] = []  # callers waiting for a full queue
+        self._room: deque[Callable[[], None]] = deque()  # callers waiting for a full queue
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Counters for tests and metrics.
@@ -88,11 +113,16 @@ class ProgressBatcher(Generic[W, R]):
             wakeup.set_result(None)
         return True
 
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the queue has room again (or the batcher
+        stops). Waiters are called first come, first served, while there is room."""
+        self._room.append(callback)
+
     async def room(self) -> None:
         """Until the queue has room for one more write."""
         while len(self._queue) >= self.max_queue and not self._closing:
             waiter = asyncio.get_running_loop().create_future()
-            self._room.append(waiter)
+            self.when_room(functools.partial(_resolve, waiter))
             await waiter
 
     @property
@@ -115,26 +145,32 @@ class ProgressBatcher(Generic[W, R]):
             async with asyncio.timeout(timeout):
                 while self._queue or self._busy:
                     await asyncio.sleep(0.01)
+                await self._announced()
         except TimeoutError:
             log.warning("progress batcher: %d writes not committed at shutdown", len(self._queue))
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._announcing is not None:  # only left running by the timeout
+            self._announcing.cancel()
+            await asyncio.wait([self._announcing])
         left, self._queue = self._queue, []
         _fail_all(left, Unavailable(_SHUTTING_DOWN))
 
-    def _release_room(self, count: int | None = None) -> None:
-        """Wake ``count`` waiters (all by default), first come first served: each
-        offers its write, so waking more than there is room for would only make
-        the rest queue up again."""
-        if count is None or count >= len(self._room):
-            waiters, self._room = self._room, []
-        else:
-            waiters, self._room = self._room[:count], self._room[count:]
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _release_room(self) -> None:
+        """Call waiters while the queue has room: each offers what it holds (a
+        future's task only later, so it counts for one write), and one that finds the
+        queue full again waits anew. Every waiter once the batcher is closing."""
+        if self._closing:
+            waiters, self._room = self._room, deque()
+            for callback in waiters:
+                _call(callback)
+            return
+        free = self.max_queue - len(self._queue)
+        while self._room and free > 0:
+            _call(self._room.popleft())
+            free = min(free - 1, self.max_queue - len(self._queue))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -147,7 +183,7 @@ class ProgressBatcher(Generic[W, R]):
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
             if self._room:
-                self._release_room(self.max_queue - len(self._queue))
+                self._release_room()
             self._busy = True
             try:
                 await self._commit(batch)
@@ -158,23 +194,27 @@ class ProgressBatcher(Generic[W, R]):
                 self._busy = False
 
     async def _commit(self, batch: list[tuple[W, Reply[R]]]) -> None:
-        if self._write_many is not None:
+        if self._commit_many is not None:
             try:
-                results = await self._write_many([write for write, _ in batch])
+                committed = await self._commit_many([write for write, _ in batch])
             except (IntegrityError, DataError):
                 log.warning("progress batch of %d failed; retrying one by one", len(batch))
             except Exception as exc:
                 error = exc if isinstance(exc, MangaHubError) else _unexpected(exc)
                 if not isinstance(exc, MangaHubError):
                     log.exception("progress batch of %d failed", len(batch))
+                await self._announced()  # replies leave in submission order
                 _fail_all(batch, error)
                 return
             else:
                 self.transactions += 1
                 self.writes += len(batch)
-                for (_, reply), result in zip(batch, results, strict=True):
-                    _answer(reply, result)
+                self._announcing = asyncio.create_task(
+                    self._announce(batch, committed, self._announcing),
+                    name="progress-batcher-replies",
+                )
                 return
+        await self._announced()
         for write, reply in batch:
             outcome: R | MangaHubError
             try:
@@ -188,6 +228,47 @@ class ProgressBatcher(Generic[W, R]):
                 self.transactions += 1
                 self.writes += 1
             _answer(reply, outcome)
+
+    async def _announced(self) -> None:
+        """Until every committed batch is answered."""
+        if self._announcing is not None:
+            await asyncio.wait([self._announcing])
+
+    async def _announce(
+        self,
+        batch: list[tuple[W, Reply[R]]],
+        committed: Committed[R],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Reply to a committed batch, a slice at a time (the loop runs the next
+        transaction's steps in between), after the batch before it."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        step = self.announce_slice
+        for start in range(0, len(batch), step):
+            stop = min(start + step, len(batch))
+            try:
+                outcomes = await committed.announce(start, stop)
+            except Exception:
+                # Stored, but its outcome could not be made: the client retries.
+                log.exception("progress replies for %d writes failed", stop - start)
+                outcomes = [InternalError("could not store progress")] * (stop - start)
+            for (_, reply), outcome in zip(batch[start:stop], outcomes, strict=True):
+                _answer(reply, outcome)
+            if stop < len(batch):
+                await asyncio.sleep(0)
+
+
+def _call(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # one broken waiter must not keep the others waiting
+        log.exception("progress batcher: a room callback failed")
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _unexpected(exc: Exception) -> MangaHubError:

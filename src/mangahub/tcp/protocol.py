@@ -59,7 +59,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, NamedTuple, TypeAlias
 
@@ -69,6 +68,7 @@ from pydantic import ValidationError
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import ErrorCode
 from mangahub.domain.schemas import ProgressIn
+from mangahub.domain.timestamps import utc_timestamp
 from mangahub.ratelimit import TokenBucket
 
 MAX_LINE: Final = 64 * 1024
@@ -159,12 +159,6 @@ def ack_line(message_id: MessageId, progress: bytes) -> bytes:
 def progress_line(data: bytes) -> bytes:
     """``encode({"type": "progress", "data": …})`` around an already encoded entry."""
     return b'{"type":"progress","data":' + data + b"}\n"
-
-
-def utc_timestamp(moment: datetime | None = None) -> str:
-    """ISO 8601 UTC with a ``Z``, as the public schemas serialize timestamps."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 class LineTooLong(Exception):

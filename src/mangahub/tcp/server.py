@@ -11,7 +11,9 @@ Per connection, one task and no queue of its own:
   ``ack`` is written by the update's reply once its transaction committed. The
   batcher replies in submission order, so acks leave in order. While the task has
   nothing else to do, ``data_received`` hands updates to the batcher itself (no task
-  wake-up per line); anything else (auth, sync, a full queue) is left to the task.
+  wake-up per line); when the batcher's queue is full, the update waits and the
+  batcher's room callback goes on from it. Anything else (auth, sync, the in-flight
+  limit) is left to the task.
 - The user's bus topic ``progress:<user_id>`` feeds pushes through a subscription
   whose listener queues the push (no task hop); the line is encoded once per event
   and shared by every receiving connection. Acks and pushes produced in one go (a
@@ -226,6 +228,7 @@ class _Connection(asyncio.Protocol):
         "_subscription",
         "_idle",
         "_held",
+        "_room_wait",
         "_waiting_acks",
         "_corked",
         "_counts",
@@ -264,6 +267,8 @@ class _Connection(asyncio.Protocol):
         # hand progress updates to the batcher itself.
         self._idle = False
         self._held: ClientEvent | None = None  # taken by data_received, left to the task
+        # The held update waits for room in the batcher's queue (its callback is set).
+        self._room_wait = False
         self._waiting_acks = False  # the task sleeps until an ack makes room / drains
         self._corked: list[bytes] = []  # lines waiting for the end of the iteration
         self._counts = server.counts
@@ -286,25 +291,22 @@ class _Connection(asyncio.Protocol):
         self._last_rx = self._loop.time()
         session = self.session
         session.receive_data(data)
-        # Only while the task sleeps with nothing held for it: what it was woken for
-        # comes first, and lines after it wait for it (arrival order).
-        if self._idle and self._held is None and session.state is SessionState.AUTHENTICATED:
-            self._take_updates()
-            if (
-                not session.pending_lines
-                and self._held is None
-                and session.state is SessionState.AUTHENTICATED
-            ):
-                return  # all handled here: the task sleeps on
+        # Only while the task sleeps: what it was woken for comes first, and lines
+        # after it wait for it (arrival order).
+        if self._idle and session.state is SessionState.AUTHENTICATED:
+            if not self._room_wait:
+                self._take_updates()
+            if self._handled_inline():
+                self._pause_if_flooded()
+                return  # the task sleeps on
         self._wake()
-        if session.pending_lines > self.config.max_pending_lines and not self._paused:
-            self._paused = True
-            self._transport_call("pause_reading")
+        self._pause_if_flooded()
 
     def _take_updates(self) -> None:
         """Hand the received progress updates to the batcher without waking the task;
-        stop at the first event it must handle (kept in ``_held``) or when this
-        connection has ``max_in_flight`` updates unacked."""
+        stop at the first event the task must handle (kept in ``_held``), when the
+        batcher is full (the update kept in ``_held`` until :meth:`_on_room`) or when
+        this connection has ``max_in_flight`` updates unacked."""
         session = self.session
         limit = self.config.max_in_flight
         while (
@@ -314,14 +316,51 @@ class _Connection(asyncio.Protocol):
         ):
             if self._expires_at is not None and self._loop.time() >= self._expires_at:
                 break  # the task notices the expiry and closes
-            event = session.next_event()
+            event, self._held = self._held or session.next_event(), None
             if event is None:
                 break
-            if type(event) is not ProgressUpdate or not self._offer(event):
+            if type(event) is not ProgressUpdate:
                 self._held = event
+                break
+            if not self._offer(event):
+                self._held = event
+                self._room_wait = True
+                self._batcher.when_room(self._on_room)
                 break
             self._counts.progress_update += 1
         self._send()  # errors next_event queued (bad_request, rate_limited)
+
+    def _handled_inline(self) -> bool:
+        """True when nothing is left for the task: every line taken, or the rest
+        waiting for the batcher's room."""
+        if self._room_wait:
+            return True
+        return (
+            self._held is None
+            and not self.session.pending_lines
+            and self.session.state is SessionState.AUTHENTICATED
+        )
+
+    def _on_room(self) -> None:
+        """The batcher has room: go on offering where :meth:`_take_updates` stopped
+        (or let the task do it, when it is awake)."""
+        self._room_wait = False
+        if self._idle and self.session.state is SessionState.AUTHENTICATED:
+            self._take_updates()
+            if self._handled_inline():
+                self._resume_if_drained()
+                return
+        self._wake()
+
+    def _pause_if_flooded(self) -> None:
+        if self.session.pending_lines > self.config.max_pending_lines and not self._paused:
+            self._paused = True
+            self._transport_call("pause_reading")
+
+    def _resume_if_drained(self) -> None:
+        if self._paused and not self._stopping and not self.session.pending_lines:
+            self._paused = False
+            self._transport_call("resume_reading")
 
     def eof_received(self) -> bool:
         self.session.receive_eof()
@@ -703,7 +742,7 @@ class TcpServer:
         self.config = config or TcpConfig()
         self.batcher: ProgressBatcher[EntryWrite, StoredEntry] = ProgressBatcher(
             self._write_one,
-            runtime.reading_list.store_many,
+            runtime.reading_list.commit_many,
             max_batch=self.config.max_batch,
             max_queue=self.config.max_queued,
         )
