@@ -516,47 +516,70 @@ def check_changes(changes: Mapping[str, Any]) -> list[dict[str, str]]:
     """Field rules that need no database, for every door (HTTP and TCP schemas check
     them too; gRPC, the CLI's jobs and imports may not)."""
     problems: list[dict[str, str]] = []
-
-    def bad(name: str, message: str) -> None:
-        problems.append({"field": name, "message": message})
-
     for name, value in changes.items():
-        if name not in FIELDS:
-            bad(name, "not a field of a reading entry")
+        rule = _FIELD_RULES.get(name)
+        if rule is None:
+            problem: str | None = "not a field of a reading entry"
         elif value is None:
-            if name not in _NULLABLE:
-                bad(name, "must not be null")
-        elif name == "status":
-            if value not in _STATUS:
-                bad(name, "unknown reading status")
-        elif name == "chapter":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not 0 <= value <= MAX_CHAPTER
-            ):
-                bad(name, f"must be a number in 0..{MAX_CHAPTER}")
-        elif name in ("volume", "rereads", "score"):
-            low, high = {
-                "volume": (0, MAX_VOLUME),
-                "rereads": (0, MAX_REREADS),
-                "score": (MIN_SCORE, MAX_SCORE),
-            }[name]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                bad(name, f"must be an integer in {low}..{high}")
-        elif name in ("started_on", "finished_on"):
-            if not isinstance(value, date):
-                bad(name, "must be a date")
-        elif name == "rereading":
-            if not isinstance(value, bool):
-                bad(name, "must be true or false")
-        elif name == "notes":
-            if not isinstance(value, str) or len(value) > MAX_NOTES_LENGTH:
-                bad(name, f"text of at most {MAX_NOTES_LENGTH} characters")
-            elif (problem := bad_characters(value, multiline=True)) is not None:
-                bad(name, problem)
+            problem = None if name in _NULLABLE else "must not be null"
+        else:
+            problem = rule(value)
+        if problem is not None:
+            problems.append({"field": name, "message": problem})
     return problems
+
+
+def _status_rule(value: Any) -> str | None:
+    return None if isinstance(value, str) and value in _STATUS else "unknown reading status"
+
+
+def _chapter_rule(value: Any) -> str | None:
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_CHAPTER
+    ):
+        return None
+    return f"must be a number in 0..{MAX_CHAPTER}"
+
+
+def _integer_rule(low: int, high: int) -> Callable[[Any], str | None]:
+    def rule(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"must be an integer in {low}..{high}"
+
+    return rule
+
+
+def _date_rule(value: Any) -> str | None:
+    return None if isinstance(value, date) else "must be a date"
+
+
+def _flag_rule(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _notes_rule(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > MAX_NOTES_LENGTH:
+        return f"text of at most {MAX_NOTES_LENGTH} characters"
+    return bad_characters(value, multiline=True)
+
+
+# One rule per field a write may set (a value of None is judged before the rule).
+_FIELD_RULES: dict[str, Callable[[Any], str | None]] = {
+    "status": _status_rule,
+    "chapter": _chapter_rule,
+    "volume": _integer_rule(0, MAX_VOLUME),
+    "rereads": _integer_rule(0, MAX_REREADS),
+    "score": _integer_rule(MIN_SCORE, MAX_SCORE),
+    "started_on": _date_rule,
+    "finished_on": _date_rule,
+    "rereading": _flag_rule,
+    "notes": _notes_rule,
+}
+assert _FIELD_RULES.keys() == FIELDS, "every field has its rule"
 
 
 # --- the write path ---------------------------------------------------------------------
