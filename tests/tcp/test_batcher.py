@@ -46,9 +46,6 @@ class Answers:
         self.hold: asyncio.Event | None = None  # set: the first slice waits for it
         self.broken: int | None = None  # the slice starting here raises
 
-    def __len__(self) -> int:
-        return len(self.outcomes)
-
     async def announce(self, start: int, stop: int) -> list[EntryPublic | MangaHubError]:
         self.slices.append((start, stop))
         if self.hold is not None and start == 0:

@@ -207,9 +207,6 @@ class CommittedWrites:
         self._stored = stored
         self._topics: dict[int, str] = {}  # a UUID's str() costs a microsecond
 
-    def __len__(self) -> int:
-        return len(self._writes)
-
     async def announce(self, start: int, stop: int) -> list[StoredOutcome]:
         """The outcomes of writes ``start:stop``, their events published (call with
         consecutive slices, from 0)."""
@@ -662,7 +659,7 @@ class _Stored(NamedTuple):
     done: dict[int, dict[str, Any]]
     manga: dict[int, _SummaryView]
     now: datetime
-    stamp: Any  # ``now`` as JSON
+    stamp: str  # ``now`` as JSON
     rescored: tuple[int, ...]  # series whose average score moved
 
 
@@ -951,7 +948,7 @@ async def _sqlite_upsert(
 
 
 def _entry_json(
-    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: Any
+    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: str
 ) -> EntryJSON:
     """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
     schema (its values are already of the schema's types; a test holds them equal)."""

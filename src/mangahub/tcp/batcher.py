@@ -56,8 +56,6 @@ Reply = Callable[[R | MangaHubError], None]
 class Committed(Protocol[R_co]):
     """A committed batch, its outcomes not made yet."""
 
-    def __len__(self) -> int: ...
-
     def announce(self, start: int, stop: int) -> Awaitable[Sequence[R_co | MangaHubError]]:
         """The outcomes of writes ``start:stop`` (called with consecutive slices)."""
         ...

@@ -575,9 +575,7 @@ class _Connection(asyncio.Protocol):
                 continue
             if session.close_expected:
                 return
-            if self._paused:
-                self._paused = False
-                self._transport_call("resume_reading")
+            self._resume_if_drained()
             now = self._loop.time()
             if session.state is SessionState.AUTHENTICATED:
                 deadline = self._last_rx + self.config.idle_timeout
