@@ -15,7 +15,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import EntryPublic
-from mangahub.services.reading_list import EntryWrite, StoredEntry, progress_write
+from mangahub.services.reading_list import EntryWrite, StoredEntry, _row_chunks, progress_write
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,
@@ -411,3 +411,47 @@ async def test_chapters_are_stored_with_two_decimals(make_user: MakeUser, runtim
     stored = await runtime.reading_list.get(user_id, manga_id)
     # What the caller is told is what every later read returns, on both backends.
     assert written.chapter == stored.chapter == 7.26
+
+
+async def test_a_batch_of_many_statements_stores_what_every_read_returns(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """A batch bigger than one upsert statement, over entries that exist and entries
+    that do not: each write's answer is the entry every later read returns, text,
+    dates and flags included, and each field a write left alone is kept."""
+    users = [uuid.UUID((await make_user()).id) for _ in range(2)]
+    ids = await catalog_ids(runtime, 150)
+    note = 'a "quoted" note, a \\ backslash, ünïcödé ✓ and\na second line'
+    first = [
+        EntryWrite(
+            users[i % 2],
+            manga_id,
+            {"notes": note, "rereading": True, "started_on": date(2024, 1, 2), "volume": i},
+        )
+        for i, manga_id in enumerate(ids[:100])
+    ]
+    await runtime.reading_list.store_many(first)
+    # Chapters of the entries just written, and of 50 series not listed yet.
+    second = [
+        tcp_write(users[i % 2], m, i % 3 + 0.25, None, "tcp", None) for i, m in enumerate(ids)
+    ]
+    outcomes = await runtime.reading_list.store_many(second)
+    assert [o for o in outcomes if not isinstance(o, StoredEntry)] == []
+    for i, (w, outcome) in enumerate(zip(second, outcomes, strict=True)):
+        assert isinstance(outcome, StoredEntry)
+        stored = await runtime.reading_list.get(w.user_id, w.manga_id)
+        assert outcome.data == stored.model_dump(mode="json")
+        assert stored.chapter == i % 3 + 0.25
+        listed_before = i < 100
+        assert stored.notes == (note if listed_before else "")
+        assert stored.rereading is outcome.data["rereading"] is listed_before
+        assert stored.volume == (i if listed_before else 0)
+        assert stored.started_on == (date(2024, 1, 2) if listed_before else date.today())
+
+
+@pytest.mark.parametrize("count", [1, 63, 64, 65, 1000, 1024])
+def test_a_batch_is_upserted_in_few_statements_of_few_sizes(count: int) -> None:
+    sizes = _row_chunks(count)
+    assert sum(sizes) == count
+    assert all(size & (size - 1) == 0 for size in sizes)  # powers of two: few statements
+    assert len(set(sizes)) <= 7

@@ -12,6 +12,7 @@ from typing import Any, TypeVarTuple, cast
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, Select, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -147,7 +148,7 @@ _MANGA = cast(Table, Manga.__table__)
 _AVERAGE_CHUNK = 500
 
 
-async def recompute_averages(s: AsyncSession, manga_ids: Iterable[int]) -> dict[int, float | None]:
+def recompute_averages(conn: Connection, manga_ids: Iterable[int]) -> dict[int, float | None]:
     """Average score and score count of each series, from its entries, in one
     statement per chunk (rows locked in id order first, like single score writes).
     Returns each series' new average."""
@@ -159,10 +160,10 @@ async def recompute_averages(s: AsyncSession, manga_ids: Iterable[int]) -> dict[
     averages: dict[int, float | None] = {}
     for start in range(0, len(ids), _AVERAGE_CHUNK):
         chunk = ids[start : start + _AVERAGE_CHUNK]
-        await s.execute(
+        conn.execute(
             select(manga.id).where(manga.id.in_(chunk)).order_by(manga.id).with_for_update()
         )
-        rows = await s.execute(
+        rows = conn.execute(
             update(_MANGA)
             .where(manga.id.in_(chunk))
             .values(

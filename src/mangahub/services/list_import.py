@@ -270,7 +270,7 @@ async def _apply(
             )
     if rows:
         await _write_entries(s, dialect, user_id, rows)
-    await recompute_averages(s, touched_scores)
+    await (await s.connection()).run_sync(recompute_averages, touched_scores)
     report = ImportReport(
         format="",
         mode=mode,

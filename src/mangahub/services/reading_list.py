@@ -24,7 +24,7 @@ import math
 import operator
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -44,7 +44,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.engine import Connection
 
 from mangahub.bus import Event, EventBus
 from mangahub.domain.chapters import beyond_count
@@ -103,6 +103,10 @@ _SERIES = select(*SUMMARY_COLUMNS).where(Manga.id.in_(bindparam("ids", expanding
 _FACTS = select(Manga.id, Manga.total_chapters, Manga.status).where(
     Manga.id.in_(bindparam("ids", expanding=True))
 )
+_SQLITE_FACTS = (
+    f"SELECT json_group_array(json_array(id, total_chapters, status)) FROM {Manga.__tablename__} "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 # What a write reads of the current entry: the rules' fields and when it was added
 # (its last update time, device and version are replaced anyway).
 _BEFORE = ("status", *_DEFAULTS, "added_at")
@@ -121,8 +125,6 @@ _RESERVE_VERSIONS = (
     .where(_USERS.c.id.in_(bindparam("ids", expanding=True)))
     .returning(_USERS.c.id, _USERS.c.progress_seq)
 )
-# Keys per statement run on SQLite's driver (at most 900 parameters, far below its limit).
-_SQLITE_KEYS_PER_STATEMENT = 300
 _UPSERTS = {
     dialect: upsert_rows(
         dialect,
@@ -196,34 +198,48 @@ class CommittedWrites:
     """A committed batch of writes whose outcomes and events are still to be made.
 
     :meth:`announce` makes them a slice at a time, in order: the TCP group commit
-    announces one batch in slices while the next batch's statements run on the
-    database, so neither waits for the other."""
+    announces one batch in slices while the next batch's transaction runs, so
+    neither waits for the other."""
 
-    __slots__ = ("_bus", "_writes", "_stored", "_topics")
+    __slots__ = ("_bus", "_summaries", "_writes", "_stored", "_manga", "_topics")
 
-    def __init__(self, bus: EventBus, writes: Sequence[EntryWrite], stored: _Stored) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        summaries: Callable[[set[int], Mapping[int, float | None]], Awaitable[_Summaries]],
+        writes: Sequence[EntryWrite],
+        stored: _Stored,
+    ) -> None:
         self._bus = bus
+        self._summaries = summaries
         self._writes = writes
         self._stored = stored
+        self._manga: _Summaries | None = None  # the written series, loaded by the first slice
         self._topics: dict[int, str] = {}  # a UUID's str() costs a microsecond
 
     async def announce(self, start: int, stop: int) -> list[StoredOutcome]:
         """The outcomes of writes ``start:stop``, their events published (call with
         consecutive slices, from 0)."""
         writes, stored = self._writes, self._stored
-        if start == 0 and stored.rescored:  # their average_rating moved
-            await publish_catalog_changed(self._bus, *stored.rescored)
+        manga = self._manga
+        if manga is None:
+            written = {writes[i].manga_id for i in stored.done}
+            manga = self._manga = await self._summaries(written, stored.averages)
+            if stored.averages:  # their average_rating moved
+                await publish_catalog_changed(self._bus, *sorted(stored.averages))
         outcomes: list[StoredOutcome] = []
         events: list[tuple[str, Event]] = []
         topics = self._topics
-        manga = stored.manga
         now, stamp = stored.now, stored.stamp
         for i in range(start, stop):
             outcome = stored.outcomes[i]
             if outcome is None:
                 write = writes[i]
+                view = manga.get(write.manga_id)
+                if view is None:  # deleted since the commit, and the entry with it
+                    outcomes.append(manga_not_found(write.manga_id))
+                    continue
                 entry = stored.done[i]
-                view = manga[write.manga_id]
                 data = _entry_json(write.manga_id, entry, view.json, now, stamp)
                 outcome = StoredEntry(data, entry, view.summary)
                 topic = topics.get(write.user_id.int)
@@ -319,9 +335,8 @@ class ReadingListService:
     async def commit_many(self, writes: Sequence[EntryWrite]) -> CommittedWrites:
         """The TCP group commit's transaction: the writes are stored once this returns;
         their outcomes and events come from :meth:`CommittedWrites.announce`."""
-        async with self._db.session() as s:
-            stored = await _store(s, self._db.dialect, writes, self._catalog)
-        return CommittedWrites(self._bus, writes, stored)
+        stored = await self._db.write(_store, writes)
+        return CommittedWrites(self._bus, self._summaries, writes, stored)
 
     async def write_many(self, writes: Sequence[EntryWrite]) -> list[Outcome]:
         """Store many writes in one transaction; one outcome per write, in order. A
@@ -332,21 +347,23 @@ class ReadingListService:
 
     async def remove(self, user_id: uuid.UUID, manga_id: int) -> None:
         """Delete the entry with its progress and score; NotFound if it is not listed."""
-        removed = None
-        if valid_id(manga_id):
-            async with self._db.session() as s:
-                await _lock_manga(s, [manga_id])
-                removed = await s.scalar(
-                    delete(ReadingEntry)
-                    .where(ReadingEntry.user_id == user_id, ReadingEntry.manga_id == manga_id)
-                    .returning(ReadingEntry.manga_id)
-                    .execution_options(synchronize_session=False)
-                )
-                if removed is not None:
-                    await recompute_averages(s, [manga_id])
-        if removed is None:
+        if not valid_id(manga_id) or not await self._db.write(_remove, user_id, manga_id):
             raise _not_listed(manga_id)
         await publish_catalog_changed(self._bus, manga_id)  # its score left the average
+
+    async def _summaries(
+        self, manga_ids: set[int], averages: Mapping[int, float | None]
+    ) -> _Summaries:
+        """The summaries written entries embed, with the averages their transaction
+        recomputed (a cached summary may not have them yet)."""
+        manga = await _load_summaries(self._db, self._catalog, manga_ids)
+        for manga_id, average in averages.items():
+            view = manga.get(manga_id)
+            if view is not None:
+                manga[manga_id] = _summary_view(
+                    view.summary.model_copy(update={"average_rating": average})
+                )
+        return manga
 
     # --- reads ----------------------------------------------------------------------
 
@@ -586,28 +603,24 @@ assert _FIELD_RULES.keys() == FIELDS, "every field has its rule"
 _Key = tuple[int, int]
 
 
-async def _store(
-    s: AsyncSession,
-    dialect: str,
-    writes: Sequence[EntryWrite],
-    catalog: CatalogReadModel | None,
-) -> _Stored:
+def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
+    """The group commit's transaction, as a plain function (on SQLite it runs whole on
+    the writer's thread): check, version, apply and write every write."""
+    dialect = conn.dialect.name
     outcomes: list[StoredOutcome | None] = [_check_write(w) for w in writes]
-    series = await _load_facts(
-        s, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
+    series = _load_facts(
+        conn, {w.manga_id for w, o in zip(writes, outcomes, strict=True) if o is None}
     )
     for i, write in enumerate(writes):
         if outcomes[i] is None:
             outcomes[i] = _check_against_series(write, series.get(write.manga_id))
     users = {w.user_id.int: w.user_id for w in writes}
     # Only writes that passed so far take a version (and lock their user's row).
-    versions = await _take_versions(s, dialect, writes, outcomes, users)
+    versions = _take_versions(conn, writes, outcomes, users)
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
-    await _lock_manga(s, scored)
-    current = await _load_entries(
-        s, dialect, {(w.user_id.int, w.manga_id) for w in accepted}, users
-    )
+    _lock_manga(conn, scored)
+    current = _load_entries(conn, {(w.user_id.int, w.manga_id) for w in accepted}, users)
     now = utcnow()
     today = now.date()
     stored: dict[_Key, dict[str, Any]] = {}
@@ -635,20 +648,28 @@ async def _store(
     if stored:
         # One statement run for every row (compiled once, whatever the batch size).
         if dialect == "sqlite":
-            await _sqlite_upsert(await s.connection(), stored, users)
+            _sqlite_upsert(conn, stored, users)
         else:
             rows = [_row(users[key[0]], key[1], entry) for key, entry in stored.items()]
-            await s.execute(_UPSERTS[dialect], rows)
-    manga = await _load_summaries(s, catalog, {writes[i].manga_id for i in done})
-    if scored:
-        averages = await recompute_averages(s, scored)
-        for manga_id, average in averages.items():
-            if manga_id in manga:
-                manga[manga_id] = _summary_view(
-                    manga[manga_id].summary.model_copy(update={"average_rating": average})
-                )
-    rescored = sorted({writes[i].manga_id for i in done if "score" in writes[i].changes})
-    return _Stored(outcomes, done, manga, now, utc_timestamp(now), tuple(rescored))
+            conn.execute(_UPSERTS[dialect], rows)
+    rescored = {writes[i].manga_id for i in done if "score" in writes[i].changes}
+    averages = recompute_averages(conn, scored) if scored else {}
+    moved = {manga_id: average for manga_id, average in averages.items() if manga_id in rescored}
+    return _Stored(outcomes, done, now, utc_timestamp(now), moved)
+
+
+def _remove(conn: Connection, user_id: uuid.UUID, manga_id: int) -> bool:
+    """Delete the entry (False when it is not listed) and recompute its series' average."""
+    _lock_manga(conn, [manga_id])
+    removed = conn.scalar(
+        delete(_ENTRIES)
+        .where(_ENTRIES.c.user_id == user_id, _ENTRIES.c.manga_id == manga_id)
+        .returning(_ENTRIES.c.manga_id)
+    )
+    if removed is None:
+        return False
+    recompute_averages(conn, [manga_id])
+    return True
 
 
 class _Stored(NamedTuple):
@@ -657,10 +678,9 @@ class _Stored(NamedTuple):
 
     outcomes: builtins.list[StoredOutcome | None]
     done: dict[int, dict[str, Any]]
-    manga: dict[int, _SummaryView]
     now: datetime
     stamp: str  # ``now`` as JSON
-    rescored: tuple[int, ...]  # series whose average score moved
+    averages: dict[int, float | None]  # the new average score of the series rescored
 
 
 def _check_write(write: EntryWrite) -> MangaHubError | None:
@@ -699,9 +719,8 @@ def _check_against_series(write: EntryWrite, facts: SeriesFacts | None) -> Manga
     return None
 
 
-async def _take_versions(
-    s: AsyncSession,
-    dialect: str,
+def _take_versions(
+    conn: Connection,
     writes: Sequence[EntryWrite],
     outcomes: list[StoredOutcome | None],
     users: Mapping[int, uuid.UUID],
@@ -713,16 +732,17 @@ async def _take_versions(
     entries are read."""
     per_user = Counter(w.user_id.int for w, o in zip(writes, outcomes, strict=True) if o is None)
     last: dict[int, int] = {}  # user (as an int) -> the version of its last write
-    if per_user and dialect == "postgresql":
-        await s.execute(_LOCK_USERS, {"ids": [users[u] for u in per_user]})
+    sqlite = conn.dialect.name == "sqlite"
+    if per_user and not sqlite:
+        conn.execute(_LOCK_USERS, {"ids": [users[u] for u in per_user]})
     by_count: dict[int, list[uuid.UUID]] = {}
     for user, count in per_user.items():
         by_count.setdefault(count, []).append(users[user])
     for count, user_ids in sorted(by_count.items()):
-        if dialect == "sqlite":
-            reserved = await _sqlite_reserve(await s.connection(), user_ids, count)
+        if sqlite:
+            reserved = _sqlite_reserve(conn, user_ids, count)
         else:
-            rows = await s.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
+            rows = conn.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
             reserved = {row[0]: row[1] for row in rows.all()}
         last.update((user_id.int, seq) for user_id, seq in reserved.items())
     versions: dict[int, int] = {}
@@ -740,49 +760,58 @@ async def _take_versions(
     return versions
 
 
-@functools.lru_cache(maxsize=_SQLITE_KEYS_PER_STATEMENT)
-def _sqlite_reserve_statement(users: int) -> str:
-    table, c = _USERS.name, _USERS.c
-    return (
-        f"UPDATE {table} SET {c.progress_seq.name} = {c.progress_seq.name} + ? "
-        f"WHERE {c.id.name} IN ({', '.join(['?'] * users)}) "
-        f"RETURNING {c.id.name}, {c.progress_seq.name}"
-    )
+_SQLITE_RESERVE = (
+    f"UPDATE {_USERS.name} SET progress_seq = progress_seq + ? "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_RESERVED = (
+    f"SELECT json_group_array(json_array(id, progress_seq)) FROM {_USERS.name} "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 
 
-async def _sqlite_reserve(
-    conn: AsyncConnection, user_ids: builtins.list[uuid.UUID], count: int
+def _sqlite_reserve(
+    conn: Connection, user_ids: builtins.list[uuid.UUID], count: int
 ) -> dict[uuid.UUID, int]:
     """``_RESERVE_VERSIONS`` on the driver: the users' ids go in as the column stores
     them and come back mapped to the ids given, not parsed one by one."""
     to_column = _conversions(conn.dialect).user_id
-    last: dict[uuid.UUID, int] = {}
-    for start in range(0, len(user_ids), _SQLITE_KEYS_PER_STATEMENT):
-        chunk = user_ids[start : start + _SQLITE_KEYS_PER_STATEMENT]
-        stored_ids = {to_column(user_id): user_id for user_id in chunk}
-        result = await conn.exec_driver_sql(
-            _sqlite_reserve_statement(len(chunk)), (count, *stored_ids)
-        )
-        rows: Sequence[Sequence[Any]] = result.all()
-        last.update((stored_ids[row[0]], row[1]) for row in rows)
-    return last
+    stored_ids = {to_column(user_id): user_id for user_id in user_ids}
+    ids = _json_text(list(stored_ids))
+    conn.exec_driver_sql(_SQLITE_RESERVE, (count, ids))
+    return {stored_ids[user]: seq for user, seq in _sqlite_json(conn, _SQLITE_RESERVED, ids)}
 
 
-async def _lock_manga(s: AsyncSession, manga_ids: Sequence[int]) -> None:
+def _sqlite_json(conn: Connection, sql: str, *params: Any) -> builtins.list[Any]:
+    """The rows of an SQLite statement that selects them as one JSON array: one
+    step of the driver (one release of the GIL) instead of one per row, and no
+    Python object per column until the rows are parsed at once."""
+    return cast(builtins.list[Any], orjson.loads(conn.exec_driver_sql(sql, params).scalar_one()))
+
+
+def _json_text(value: Any) -> str:
+    # Text, not bytes: SQLite reads a BLOB argument of a JSON function as JSONB.
+    return orjson.dumps(value).decode()
+
+
+def _lock_manga(conn: Connection, manga_ids: Sequence[int]) -> None:
     """Lock the series whose average score the transaction rewrites (PostgreSQL; SQLite
     has one writer anyway), in id order, so two scorers cannot miss each other."""
     if manga_ids:
-        await s.execute(
+        conn.execute(
             select(Manga.id).where(Manga.id.in_(manga_ids)).order_by(Manga.id).with_for_update()
         )
 
 
-async def _load_facts(s: AsyncSession, manga_ids: set[int]) -> dict[int, SeriesFacts]:
+def _load_facts(conn: Connection, manga_ids: set[int]) -> dict[int, SeriesFacts]:
     """What the rules need of these series, read in the write's transaction."""
     if not manga_ids:
         return {}
-    conn = await s.connection()
-    rows = await conn.execute(_FACTS, {"ids": list(manga_ids)})
+    rows: Iterable[Sequence[Any]]
+    if conn.dialect.name == "sqlite":
+        rows = _sqlite_json(conn, _SQLITE_FACTS, _json_text(list(manga_ids)))
+    else:
+        rows = conn.execute(_FACTS, {"ids": list(manga_ids)})
     completed = MangaStatus.COMPLETED.value
     return {manga_id: SeriesFacts(total, status == completed) for manga_id, total, status in rows}
 
@@ -798,50 +827,49 @@ def _summary_view(summary: MangaSummary) -> _SummaryView:
     return _SummaryView(summary, summary.model_dump(mode="json"))
 
 
+_Summaries = dict[int, _SummaryView]
+
+
 async def _load_summaries(
-    s: AsyncSession, catalog: CatalogReadModel | None, manga_ids: set[int]
-) -> dict[int, _SummaryView]:
+    db: Database, catalog: CatalogReadModel | None, manga_ids: set[int]
+) -> _Summaries:
     """The summaries of these series: from the catalog read model when it has them
-    (it drops a series on every ``catalog.changed``), else by Core rows."""
+    (it drops a series on every ``catalog.changed``), else by Core rows. Unknown
+    series are left out."""
     if not manga_ids:
         return {}
-    conn = await s.connection()
 
-    async def load(ids: builtins.list[int]) -> dict[int, _SummaryView]:
-        rows = (await conn.execute(_SERIES, {"ids": ids})).all()
-        return {m.id: _summary_view(m) for m in await summaries(conn, rows)}
+    async def load(ids: builtins.list[int]) -> _Summaries:
+        async with db.read() as conn:
+            rows = (await conn.execute(_SERIES, {"ids": ids})).all()
+            return {m.id: _summary_view(m) for m in await summaries(conn, rows)}
 
     if catalog is None:
         return await load(builtins.list(manga_ids))
     return await catalog.many(manga_ids, "entry_summary", load)
 
 
-async def _load_entries(
-    s: AsyncSession, dialect: str, keys: set[_Key], users: Mapping[int, uuid.UUID]
+def _load_entries(
+    conn: Connection, keys: set[_Key], users: Mapping[int, uuid.UUID]
 ) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
-    if dialect == "sqlite":
-        return await _sqlite_entries(await s.connection(), list(keys), users)
+    if conn.dialect.name == "sqlite":
+        return _sqlite_entries(conn, list(keys), users)
     params = [(users[user], manga_id) for user, manga_id in keys]
-    rows = (await s.execute(_CURRENT, {"keys": params})).all()
+    rows = conn.execute(_CURRENT, {"keys": params}).all()
     return {(row[0].int, row[1]): dict(zip(_BEFORE, row[2:], strict=True)) for row in rows}
 
 
 # SQLite plans ``(user_id, manga_id) IN ((?, ?), …)`` as a scan of the whole table, so
-# there the keys are joined as a VALUES list, which probes the primary key per key.
-# Each key carries its position, so a row comes back as (position, columns…) and its
-# user id need not be read back and parsed.
-_SQLITE_COLUMNS = ", ".join(f"e.{name}" for name in _BEFORE)
-
-
-@functools.lru_cache(maxsize=_SQLITE_KEYS_PER_STATEMENT)
-def _sqlite_lookup(count: int) -> str:
-    keys = ", ".join(["(?, ?, ?)"] * count)
-    return (
-        f"WITH k(i, user_id, manga_id) AS (VALUES {keys}) SELECT k.i, {_SQLITE_COLUMNS} "
-        f"FROM k JOIN {_ENTRIES.name} AS e ON e.user_id = k.user_id AND e.manga_id = k.manga_id"
-    )
+# there the keys are joined from a JSON array, which probes the primary key per key.
+# Each row comes back with its key's position, so its user id need not be parsed.
+_SQLITE_LOOKUP = (
+    "SELECT json_group_array(json_array(k.key, "
+    + ", ".join(f"e.{name}" for name in _BEFORE)
+    + f")) FROM json_each(?) AS k JOIN {_ENTRIES.name} AS e "
+    "ON e.user_id = k.value ->> 0 AND e.manga_id = k.value ->> 1"
+)
 
 
 class _Conversions(NamedTuple):
@@ -863,27 +891,19 @@ def _conversions(dialect: Dialect) -> _Conversions:
     return _Conversions(bind or (lambda value: value), results)
 
 
-async def _sqlite_entries(
-    conn: AsyncConnection, keys: list[_Key], users: Mapping[int, uuid.UUID]
+def _sqlite_entries(
+    conn: Connection, keys: list[_Key], users: Mapping[int, uuid.UUID]
 ) -> dict[_Key, dict[str, Any]]:
     convert = _conversions(conn.dialect)
+    stored_ids = {user: convert.user_id(users[user]) for user in users}
+    params = _json_text([(stored_ids[user], manga_id) for user, manga_id in keys])
     found: dict[_Key, dict[str, Any]] = {}
-    stored_ids: dict[int, Any] = {}  # a batch repeats its users
-    for start in range(0, len(keys), _SQLITE_KEYS_PER_STATEMENT):
-        chunk = keys[start : start + _SQLITE_KEYS_PER_STATEMENT]
-        params: list[Any] = []
-        for i, (user, manga_id) in enumerate(chunk):
-            stored_id = stored_ids.get(user)
-            if stored_id is None:
-                stored_id = stored_ids[user] = convert.user_id(users[user])
-            params += (i, stored_id, manga_id)
-        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), tuple(params))
-        for row in result.all():
-            values: list[Any] = list(row[1:])
-            for at, f in convert.results:
-                if values[at] is not None:
-                    values[at] = f(values[at])
-            found[chunk[row[0]]] = dict(zip(_BEFORE, values, strict=True))
+    for row in _sqlite_json(conn, _SQLITE_LOOKUP, params):
+        values = row[1:]
+        for at, f in convert.results:
+            if values[at] is not None:
+                values[at] = f(values[at])
+        found[keys[row[0]]] = dict(zip(_BEFORE, values, strict=True))
     return found
 
 
@@ -920,11 +940,13 @@ def _sqlite_upsert_statement(dialect: Dialect) -> _DriverStatement:
 _STORED_VALUES = operator.itemgetter(*_STORED)
 
 
-async def _sqlite_upsert(
-    conn: AsyncConnection, stored: Mapping[_Key, Mapping[str, Any]], users: Mapping[int, uuid.UUID]
+def _sqlite_upsert(
+    conn: Connection, stored: Mapping[_Key, Mapping[str, Any]], users: Mapping[int, uuid.UUID]
 ) -> None:
-    """The batch's rows in one executemany on the driver: SQLAlchemy's per-row
-    parameter handling costs more than SQLite's work for these rows."""
+    """The batch's rows in a few multi-row statements on the driver: one SQLite step
+    (one release of the GIL, which the event loop's thread may then hold for a
+    while) per statement instead of per row, and none of SQLAlchemy's per-row
+    parameter handling, which costs more than SQLite's work for these rows."""
     statement = _sqlite_upsert_statement(conn.dialect)
     # A batch repeats values (its timestamp, today, its users): convert each once,
     # and only in the columns that have a conversion.
@@ -944,7 +966,38 @@ async def _sqlite_upsert(
         rows.append(
             tuple(values) if statement.order is None else tuple(values[i] for i in statement.order)
         )
-    await conn.exec_driver_sql(statement.sql, rows)
+    start = 0
+    for size in _row_chunks(len(rows)):
+        params = tuple(value for row in rows[start : start + size] for value in row)
+        conn.exec_driver_sql(_multirow(statement.sql, size), params)
+        start += size
+
+
+# Rows per upsert statement: 64 x 15 parameters stay under 999, the smallest limit an
+# SQLite build may have.
+_MAX_ROWS_PER_STATEMENT = 64
+
+
+def _row_chunks(count: int) -> list[int]:
+    """Statement sizes for ``count`` rows: full statements, then powers of two, so
+    there are few distinct statements (each prepared once, cached by the driver)."""
+    sizes = [_MAX_ROWS_PER_STATEMENT] * (count // _MAX_ROWS_PER_STATEMENT)
+    rest = count % _MAX_ROWS_PER_STATEMENT
+    size = _MAX_ROWS_PER_STATEMENT
+    while rest:
+        size //= 2
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=16)
+def _multirow(sql: str, rows: int) -> str:
+    """``INSERT … VALUES (?, …) …`` with ``rows`` value lists."""
+    values = sql[sql.index("VALUES (") + len("VALUES ") :]
+    one = values[: values.index(")") + 1]
+    return sql.replace(one, ", ".join([one] * rows), 1)
 
 
 def _entry_json(

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 
 from mangahub.domain.errors import Unavailable
 from mangahub.privatefiles import make_private_dir
-from mangahub.storage.sqlite_settings import configure
+from mangahub.storage.sqlite_settings import Synchronous, configure
 from mangahub.storage.sqlite_writer import SqliteWriter
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -40,6 +40,8 @@ _T = TypeVar("_T")
 PING_AFTER_IDLE = 10.0
 # Seconds an SQLite writer waits for another's lock before the write fails.
 SQLITE_BUSY_TIMEOUT = 30.0
+# The threads of write() and write_relaxed() on an SQLite file.
+_WRITER_THREADS: dict[Synchronous, str] = {"FULL": "sqlite-writer", "NORMAL": "sqlite-relaxed"}
 
 
 class Database:
@@ -88,27 +90,37 @@ class Database:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        self._writer: SqliteWriter | None = None
-        # Where write_relaxed() writes on a connection of its own (an SQLite file).
+        # write() and write_relaxed() each have a connection of their own on an SQLite
+        # file, by synchronous level.
+        self._writers: dict[Synchronous, SqliteWriter] = {}
         self._writer_url = (
             make_url(url) if self.is_sqlite and _is_file(make_url(url).database) else None
         )
 
-    async def write_relaxed(self, transaction: Callable[..., _T], *args: Any) -> _T:
+    async def write(self, transaction: Callable[..., _T], *args: Any) -> _T:
         """``transaction(connection, *args)`` (a plain function over a synchronous
         :class:`~sqlalchemy.engine.Connection`) as one transaction, committed when it
-        returns; errors map to Unavailable as in :meth:`session`.
+        returns; errors map to Unavailable as in :meth:`session`, and it is as durable.
 
         On an SQLite file it runs on a connection of its own (opened on first use,
-        closed by :meth:`close`), in one hand-off to that connection's thread, with
-        ``synchronous=NORMAL``: the commit survives a crash or kill of the process,
-        but a power loss or an OS crash may lose the last moments of such writes
-        (every other connection runs ``FULL``). Only chat messages are written this
-        way (docs/reliability.md). On PostgreSQL it runs in a :meth:`session`, as
-        durable as every other write; so it does for an in-memory SQLite database,
-        which a second connection would not see.
-        """
-        writer = self._sqlite_writer()
+        closed by :meth:`close`), in one hand-off to that connection's thread: a hot
+        write path's statements and the Python between them then wait neither for
+        a thread hop per statement nor for the event loop between two. Elsewhere
+        (PostgreSQL, an in-memory SQLite database, which a second connection would
+        not see) it runs in a :meth:`session`."""
+        return await self._write_on("FULL", transaction, args)
+
+    async def write_relaxed(self, transaction: Callable[..., _T], *args: Any) -> _T:
+        """:meth:`write`, but on an SQLite file with ``synchronous=NORMAL``: the commit
+        survives a crash or kill of the process, but a power loss or an OS crash may
+        lose the last moments of such writes (every other connection runs ``FULL``).
+        Only chat messages are written this way (docs/reliability.md)."""
+        return await self._write_on("NORMAL", transaction, args)
+
+    async def _write_on(
+        self, synchronous: Synchronous, transaction: Callable[..., _T], args: tuple[Any, ...]
+    ) -> _T:
+        writer = self._sqlite_writer(synchronous)
         if writer is None:
             async with self.session() as s:
                 conn = await s.connection()
@@ -116,17 +128,18 @@ class Database:
         with _unavailable_on_loss():
             return await writer.run(transaction, *args)
 
-    def _sqlite_writer(self) -> SqliteWriter | None:
+    def _sqlite_writer(self, synchronous: Synchronous) -> SqliteWriter | None:
         if self._writer_url is None:
             return None
-        if self._writer is None:
-            self._writer = SqliteWriter(
+        writer = self._writers.get(synchronous)
+        if writer is None:
+            writer = self._writers[synchronous] = SqliteWriter(
                 self._writer_url,
-                synchronous="NORMAL",
+                synchronous=synchronous,
                 busy_timeout=SQLITE_BUSY_TIMEOUT,
-                name="sqlite-relaxed",
+                name=_WRITER_THREADS[synchronous],
             )
-        return self._writer
+        return writer
 
     @property
     def is_sqlite(self) -> bool:
@@ -178,9 +191,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            await writer.close()
         await self.engine.dispose()
 
 
