@@ -175,19 +175,17 @@ class EntryJSON(dict[str, Any]):
 
 class StoredEntry:
     """A committed write as JSON (``data``), built once for its event, its TCP ack and
-    its pushes; ``entry`` is the same entry as a schema, built only when asked (the
-    TCP door never asks)."""
+    its pushes; ``entry`` is the same entry as a schema, built from it only when asked
+    (the TCP door never asks)."""
 
-    __slots__ = ("data", "_fields", "_manga")
+    __slots__ = ("data",)
 
-    def __init__(self, data: EntryJSON, fields: dict[str, Any], manga: MangaSummary) -> None:
+    def __init__(self, data: EntryJSON) -> None:
         self.data = data
-        self._fields = fields
-        self._manga = manga
 
     @property
     def entry(self) -> EntryPublic:
-        return EntryPublic(manga_id=self.data["manga_id"], manga=self._manga, **self._fields)
+        return EntryPublic.model_validate(self.data)
 
 
 Outcome = EntryPublic | MangaHubError
@@ -235,13 +233,13 @@ class CommittedWrites:
             outcome = stored.outcomes[i]
             if outcome is None:
                 write = writes[i]
-                view = manga.get(write.manga_id)
-                if view is None:  # deleted since the commit, and the entry with it
+                summary = manga.get(write.manga_id)
+                if summary is None:  # deleted since the commit, and the entry with it
                     outcomes.append(manga_not_found(write.manga_id))
                     continue
                 entry = stored.done[i]
-                data = _entry_json(write.manga_id, entry, view.json, now, stamp)
-                outcome = StoredEntry(data, entry, view.summary)
+                data = _entry_json(write.manga_id, entry, summary, now, stamp)
+                outcome = StoredEntry(data)
                 topic = topics.get(write.user_id.int)
                 if topic is None:
                     topic = topics[write.user_id.int] = f"progress:{write.user_id}"
@@ -358,11 +356,9 @@ class ReadingListService:
         recomputed (a cached summary may not have them yet)."""
         manga = await _load_summaries(self._db, self._catalog, manga_ids)
         for manga_id, average in averages.items():
-            view = manga.get(manga_id)
-            if view is not None:
-                manga[manga_id] = _summary_view(
-                    view.summary.model_copy(update={"average_rating": average})
-                )
+            summary = manga.get(manga_id)
+            if summary is not None:
+                manga[manga_id] = {**summary, "average_rating": average}
         return manga
 
     # --- reads ----------------------------------------------------------------------
@@ -816,18 +812,12 @@ def _load_facts(conn: Connection, manga_ids: set[int]) -> dict[int, SeriesFacts]
     return {manga_id: SeriesFacts(total, status == completed) for manga_id, total, status in rows}
 
 
-class _SummaryView(NamedTuple):
-    """A series summary and its JSON, as written entries embed it (shared: never edited)."""
-
-    summary: MangaSummary
-    json: dict[str, Any]
+def _summary_json(summary: MangaSummary) -> dict[str, Any]:
+    """A series summary as written entries embed it (shared: never edited)."""
+    return summary.model_dump(mode="json")
 
 
-def _summary_view(summary: MangaSummary) -> _SummaryView:
-    return _SummaryView(summary, summary.model_dump(mode="json"))
-
-
-_Summaries = dict[int, _SummaryView]
+_Summaries = dict[int, dict[str, Any]]
 
 
 async def _load_summaries(
@@ -842,7 +832,7 @@ async def _load_summaries(
     async def load(ids: builtins.list[int]) -> _Summaries:
         async with db.read() as conn:
             rows = (await conn.execute(_SERIES, {"ids": ids})).all()
-            return {m.id: _summary_view(m) for m in await summaries(conn, rows)}
+            return {m.id: _summary_json(m) for m in await summaries(conn, rows)}
 
     if catalog is None:
         return await load(builtins.list(manga_ids))
@@ -880,13 +870,19 @@ class _Conversions(NamedTuple):
     """(position in _BEFORE, conversion) of the columns that have one."""
 
 
+# Read and written back on SQLite in their stored text, which is ISO 8601 already: a
+# date as JSON has it, a timestamp (UTC) but for its "T" and "Z" (_json_timestamp).
+_STORED_TEXT = frozenset({"started_on", "finished_on", "added_at"})
+
+
 @functools.cache
 def _conversions(dialect: Dialect) -> _Conversions:
     bind = _ENTRIES.c.user_id.type.dialect_impl(dialect).bind_processor(dialect)
     results = tuple(
         (at, convert)
         for at, name in enumerate(_BEFORE)
-        if (convert := _ENTRIES.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
+        if name not in _STORED_TEXT
+        and (convert := _ENTRIES.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
     )
     return _Conversions(bind or (lambda value: value), results)
 
@@ -958,7 +954,7 @@ def _sqlite_upsert(
         values = [users[user], manga_id, *_STORED_VALUES(entry)]
         for at, convert, seen in conversions:
             value = values[at]
-            if value is not None:
+            if value is not None and type(value) is not str:  # not stored text already
                 done = seen.get(value)
                 if done is None:
                     done = seen[value] = convert(value)
@@ -1006,8 +1002,6 @@ def _entry_json(
     """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
     schema (its values are already of the schema's types; a test holds them equal)."""
     added_at = entry["added_at"]
-    started_on = entry["started_on"]
-    finished_on = entry["finished_on"]
     return EntryJSON(
         {
             "manga_id": manga_id,
@@ -1015,12 +1009,12 @@ def _entry_json(
             "chapter": entry["chapter"],
             "volume": entry["volume"],
             "score": entry["score"],
-            "started_on": None if started_on is None else started_on.isoformat(),
-            "finished_on": None if finished_on is None else finished_on.isoformat(),
+            "started_on": _json_date(entry["started_on"]),
+            "finished_on": _json_date(entry["finished_on"]),
             "rereads": entry["rereads"],
             "rereading": entry["rereading"],
             "notes": entry["notes"],
-            "added_at": stamp if added_at is now else utc_timestamp(added_at),
+            "added_at": stamp if added_at is now else _json_timestamp(added_at),
             "updated_at": stamp
             if entry["updated_at"] is now
             else utc_timestamp(entry["updated_at"]),
@@ -1029,6 +1023,20 @@ def _entry_json(
             "manga": manga,
         }
     )
+
+
+def _json_date(value: date | str | None) -> str | None:
+    return value if value is None or isinstance(value, str) else value.isoformat()
+
+
+def _json_timestamp(value: datetime | str) -> str:
+    """A timestamp as JSON, from a datetime or from SQLite's stored text of one in UTC
+    (``2026-01-02 03:04:05.678900``; the fraction omitted when zero, like orjson)."""
+    if not isinstance(value, str):
+        return utc_timestamp(value)
+    if value.endswith(".000000"):
+        value = value[:-7]
+    return value.replace(" ", "T") + "Z"
 
 
 def _row(user_id: uuid.UUID, manga_id: int, entry: Mapping[str, Any]) -> dict[str, Any]:
