@@ -96,11 +96,12 @@ def _synchronous(conn: Connection) -> int:
 
 
 async def test_only_relaxed_writes_skip_the_fsync_on_sqlite(runtime: Runtime) -> None:
-    """Chat's connection commits with synchronous=NORMAL (1); every other connection
-    keeps FULL (2)."""
+    """Chat's connection commits with synchronous=NORMAL (1); every other connection,
+    the reading list's own writer included, keeps FULL (2)."""
     if not runtime.db.is_sqlite:
         pytest.skip("SQLite's synchronous levels")
     assert await runtime.db.write_relaxed(_synchronous) == 1
+    assert await runtime.db.write(_synchronous) == 2
     async with runtime.db.session() as s:
         assert await s.scalar(text("PRAGMA synchronous")) == 2
     async with runtime.db.read() as conn:
@@ -114,27 +115,34 @@ def _add_series(conn: Connection, slug: str, fail: bool) -> str:
     return slug
 
 
-async def test_a_relaxed_write_commits_whole_or_not_at_all(runtime: Runtime) -> None:
-    kept, dropped = f"relaxed-{uuid.uuid4().hex[:10]}", f"relaxed-{uuid.uuid4().hex[:10]}"
+@pytest.mark.parametrize("relaxed", [False, True])
+async def test_a_plain_function_write_commits_whole_or_not_at_all(
+    runtime: Runtime, relaxed: bool
+) -> None:
+    write = runtime.db.write_relaxed if relaxed else runtime.db.write
+    kept, dropped = f"write-{uuid.uuid4().hex[:10]}", f"write-{uuid.uuid4().hex[:10]}"
     with pytest.raises(ValueError, match="boom"):
-        await runtime.db.write_relaxed(_add_series, dropped, True)
-    assert await runtime.db.write_relaxed(_add_series, kept, False) == kept
+        await write(_add_series, dropped, True)
+    assert await write(_add_series, kept, False) == kept
     async with runtime.db.read() as conn:
         found = await conn.scalars(select(Manga.slug).where(Manga.slug.in_([kept, dropped])))
         assert set(found) == {kept}
 
 
-async def test_the_relaxed_writer_closes_with_the_database(tmp_path: Path) -> None:
+async def test_the_writers_close_with_the_database(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'closing.db'}")
     before = set(threading.enumerate())
     try:
         await db.migrate()
         assert await db.write_relaxed(_synchronous) == 1
-        (writer,) = [t for t in set(threading.enumerate()) - before if "relaxed" in t.name]
+        assert await db.write(_synchronous) == 2
+        writers = [t for t in set(threading.enumerate()) - before if "sqlite-" in t.name]
+        assert len(writers) == 2
     finally:
         await db.close()
-    writer.join(5)
-    assert not writer.is_alive()
+    for writer in writers:
+        writer.join(5)
+        assert not writer.is_alive()
 
 
 async def test_a_relaxed_write_that_cannot_get_the_lock_is_unavailable(
