@@ -8,9 +8,9 @@ Measured for each server, with the same client code:
 * **update-to-push latency** - on those held connections, one device of a user sends
   a ``progress_update``; the time until all 9 other devices have the ``progress``
   push (p50/p99). One update in flight per client process, paced;
-* **capacity: acked updates/s** - 1,000 other users x 2 devices = 2,000 writers, each
+* **capacity: acked updates/s** - 1,500 other users x 2 devices = 3,000 writers, each
   sending ``progress_update`` at <= 45/s (under SPEC's 50/s per-connection limit) with
-  at most ``--window`` unanswered, for a fixed time: 90,000 updates/s offered, more than
+  at most ``--window`` unanswered, for a fixed time: 135,000 updates/s offered, more than
   either server answers on this box, so acks received inside the window / seconds is
   the server's capacity (the table says when a server kept up with the offer, i.e.
   was not saturated, and the number then is only the offer). Each update is also
@@ -580,7 +580,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=400, help="latency samples")
     parser.add_argument("--latency-rate", type=float, default=40.0, help="updates/s, total")
     parser.add_argument(
-        "--writer-users", type=int, default=1000, help="users of the capacity phase"
+        "--writer-users", type=int, default=1500, help="users of the capacity phase"
     )
     parser.add_argument("--writer-devices", type=int, default=2, help="writers per user")
     parser.add_argument("--rate", type=float, default=45.0, help="updates/s per writer")
