@@ -364,6 +364,17 @@ def test_line_buffer_limits_incomplete_lines() -> None:
         buffer.feed(b"cdefghijkl")
 
 
+@pytest.mark.parametrize("held", [b"", b"o"])
+def test_line_buffer_refuses_a_long_line_and_keeps_the_lines_before_it(held: bytes) -> None:
+    """Whether part of a line was held back or not (two ways through feed)."""
+    buffer = LineBuffer(10)
+    assert buffer.feed(held) == []
+    chunk = b"ok\r\n"[len(held) :] + b"x" * 11 + b"\nlater\n"
+    with pytest.raises(LineTooLong) as caught:
+        buffer.feed(chunk)
+    assert caught.value.lines == [b"ok"]
+
+
 # --- rate limit -----------------------------------------------------------------------------
 
 

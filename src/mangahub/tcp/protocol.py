@@ -181,6 +181,8 @@ class LineBuffer:
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return the complete lines. Raises LineTooLong (after which the
         buffer is unusable) when a line, complete or not, exceeds ``max_line``."""
+        if not self._buffer:
+            return self._feed_empty(data)
         self._buffer += data
         lines: list[bytes] = []
         start = 0
@@ -199,6 +201,23 @@ class LineBuffer:
         self._scanned = len(self._buffer)
         if self._scanned > self.max_line + 1:  # +1: a trailing "\r" of a line still allowed
             raise LineTooLong(self._scanned, lines)
+        return lines
+
+    def _feed_empty(self, data: bytes) -> list[bytes]:
+        """:meth:`feed` when nothing is held back (the usual case): the lines are cut
+        straight out of ``data``, without copying it into the buffer first."""
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for i, line in enumerate(lines):
+            if line.endswith(b"\r"):
+                line = lines[i] = line[:-1]
+            if len(line) > self.max_line:
+                raise LineTooLong(len(line), lines[:i])
+        if rest:
+            self._buffer += rest
+            self._scanned = len(rest)
+            if self._scanned > self.max_line + 1:
+                raise LineTooLong(self._scanned, lines)
         return lines
 
     @property
@@ -424,7 +443,7 @@ class ServerSession:
         kind = message.get("type")
         try:
             if kind == "progress_update":
-                return _parse_progress_update(message)
+                return _parse_progress_update(message_id, message)
             if kind == "sync":
                 return _parse_sync(message)
             if kind == "ping":
@@ -508,11 +527,10 @@ def _message_id(message: Any) -> MessageId | None:
     return None
 
 
-def _parse_progress_update(message: dict[str, Any]) -> ProgressUpdate:
-    message_id = message.get("id")
-    if not _valid_id(message_id):
+def _parse_progress_update(message_id: MessageId | None, message: dict[str, Any]) -> ProgressUpdate:
+    """``message_id``: what :func:`_message_id` made of the message's id."""
+    if message_id is None:
         raise _BadFields(f'"id" must be a string of 1-{MAX_ID_LENGTH} characters or an integer')
-    assert isinstance(message_id, str | int)
     data = message.get("data")
     if not isinstance(data, dict):
         raise _BadFields('"data" must be an object with manga_id and chapter')
@@ -571,12 +589,9 @@ def _lean_progress(message_id: MessageId, data: dict[str, Any]) -> ProgressUpdat
         return None
     if status is not None and (type(status) is not str or status not in _STATUSES):
         return None
+    # Positional: a named tuple takes them faster than keywords.
     return ProgressUpdate(
-        id=message_id,
-        manga_id=manga_id,
-        chapter=float(chapter),
-        status=None if status is None else _STATUSES[status],
-        volume=volume,
+        message_id, manga_id, float(chapter), None if status is None else _STATUSES[status], volume
     )
 
 
