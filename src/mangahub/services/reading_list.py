@@ -769,8 +769,9 @@ _SQLITE_RESERVED = (
 def _sqlite_reserve(
     conn: Connection, user_ids: builtins.list[uuid.UUID], count: int
 ) -> dict[uuid.UUID, int]:
-    """``_RESERVE_VERSIONS`` on the driver: the users' ids go in as the column stores
-    them and come back mapped to the ids given, not parsed one by one."""
+    """``_RESERVE_VERSIONS`` on the driver, as an UPDATE and then the new counters as
+    one JSON array (RETURNING would be one driver step per user). The users' ids go in
+    as the column stores them and come back mapped to the ids given."""
     to_column = _conversions(conn.dialect).user_id
     stored_ids = {to_column(user_id): user_id for user_id in user_ids}
     ids = _json_text(list(stored_ids))
