@@ -13,18 +13,16 @@ from mangahub.services.reading_list import _json_timestamp
 from mangahub.storage.models import ReadingEntry
 
 _SCHEMA = TypeAdapter(datetime)
+_MOMENTS = [
+    datetime(2026, 12, 5, 21, 37, 45, 193803, tzinfo=UTC),
+    datetime(2026, 12, 5, 21, 37, 45, tzinfo=UTC),  # no fraction
+    datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
+    datetime(2026, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),  # not UTC
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=9))),
+]
 
 
-@pytest.mark.parametrize(
-    "moment",
-    [
-        datetime(2026, 12, 5, 21, 37, 45, 193803, tzinfo=UTC),
-        datetime(2026, 12, 5, 21, 37, 45, tzinfo=UTC),  # no fraction
-        datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
-        datetime(2026, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),  # not UTC
-        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=9))),
-    ],
-)
+@pytest.mark.parametrize("moment", _MOMENTS)
 def test_the_timestamp_is_the_schemas_json(moment: datetime) -> None:
     expected = _SCHEMA.dump_python(moment.astimezone(UTC), mode="json")
     assert utc_timestamp(moment) == expected
@@ -37,15 +35,7 @@ def test_without_a_moment_it_is_now() -> None:
     assert before <= stamp <= datetime.now(UTC)
 
 
-@pytest.mark.parametrize(
-    "moment",
-    [
-        datetime(2026, 12, 5, 21, 37, 45, 193803, tzinfo=UTC),
-        datetime(2026, 12, 5, 21, 37, 45, tzinfo=UTC),  # no fraction
-        datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
-        datetime(2026, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),  # not UTC
-    ],
-)
+@pytest.mark.parametrize("moment", _MOMENTS)
 def test_a_timestamp_stored_by_sqlite_is_written_as_the_schemas_json(moment: datetime) -> None:
     """The group commit writes an entry's stored timestamp text back as JSON without
     parsing it: the same text the schema makes of the datetime."""

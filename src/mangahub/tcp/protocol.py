@@ -175,49 +175,27 @@ class LineBuffer:
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self.max_line = max_line
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes of _buffer already known to hold no newline
+        self._buffer = bytearray()  # the start of a line whose newline has not come yet
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return the complete lines. Raises LineTooLong (after which the
-        buffer is unusable) when a line, complete or not, exceeds ``max_line``."""
-        if not self._buffer:
-            return self._feed_empty(data)
-        self._buffer += data
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            end = self._buffer.find(b"\n", max(start, self._scanned))
-            if end < 0:
-                break
-            line = bytes(self._buffer[start:end])
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > self.max_line:
-                raise LineTooLong(len(line), lines)
-            lines.append(line)
-            start = end + 1
-        del self._buffer[:start]
-        self._scanned = len(self._buffer)
-        if self._scanned > self.max_line + 1:  # +1: a trailing "\r" of a line still allowed
-            raise LineTooLong(self._scanned, lines)
-        return lines
+        buffer is unusable) when a line, complete or not, exceeds ``max_line``.
 
-    def _feed_empty(self, data: bytes) -> list[bytes]:
-        """:meth:`feed` when nothing is held back (the usual case): the lines are cut
-        straight out of ``data``, without copying it into the buffer first."""
+        Only the new bytes are searched for newlines, and the lines are cut straight
+        out of them: what was held back only starts the first one."""
         lines = data.split(b"\n")
         rest = lines.pop()
+        if self._buffer and lines:
+            lines[0] = bytes(self._buffer) + lines[0]
+            self._buffer.clear()
         for i, line in enumerate(lines):
             if line.endswith(b"\r"):
                 line = lines[i] = line[:-1]
             if len(line) > self.max_line:
                 raise LineTooLong(len(line), lines[:i])
-        if rest:
-            self._buffer += rest
-            self._scanned = len(rest)
-            if self._scanned > self.max_line + 1:
-                raise LineTooLong(self._scanned, lines)
+        self._buffer += rest
+        if len(self._buffer) > self.max_line + 1:  # +1: a trailing "\r" still allowed
+            raise LineTooLong(len(self._buffer), lines)
         return lines
 
     @property
