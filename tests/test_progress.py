@@ -335,6 +335,36 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
         await sub.close()
 
 
+async def test_a_write_of_an_unknown_user_is_not_found_and_leaves_the_batch_alone(
+    make_user: MakeUser, runtime: Runtime
+) -> None:
+    """Users' counters are reserved for the whole batch at once: one user that does not
+    exist (deleted since the token was issued) gets NotFound, and the writes of the
+    others around it take their versions in arrival order."""
+    alice, bob = [uuid.UUID((await make_user()).id) for _ in range(2)]
+    ghost = uuid.uuid4()
+    first, second = await catalog_ids(runtime, 2)
+    outcomes = await runtime.reading_list.store_many(
+        [
+            tcp_write(alice, first, 1, None, "tcp", None),
+            tcp_write(ghost, first, 1, None, "tcp", None),
+            tcp_write(bob, first, 4, None, "tcp", None),
+            tcp_write(alice, second, 2, None, "tcp", None),
+            tcp_write(ghost, second, 2, None, "tcp", None),
+            tcp_write(alice, first, 3, None, "tcp", None),
+        ]
+    )
+    a1, ghost1, b1, a2, ghost2, a3 = outcomes
+    for lost in (ghost1, ghost2):
+        assert isinstance(lost, NotFound) and lost.message == "user not found"
+    assert isinstance(a1, StoredEntry) and isinstance(a2, StoredEntry)
+    assert isinstance(a3, StoredEntry) and isinstance(b1, StoredEntry)
+    assert [o.data["version"] for o in (a1, a2, a3)] == [1, 2, 3]
+    assert b1.data["version"] == 1
+    assert (await runtime.reading_list.get(alice, first)).chapter == 3
+    assert await runtime.reading_list.changed_since(ghost, 0) == []
+
+
 async def test_the_json_of_a_write_is_the_stored_entrys(
     make_user: MakeUser, runtime: Runtime
 ) -> None:
@@ -363,7 +393,7 @@ async def test_the_json_of_a_write_is_the_stored_entrys(
             assert isinstance(outcome, StoredEntry)
             assert outcome.data == outcome.entry.model_dump(mode="json")
             # The encoding shared by the TCP ack and pushes is the entry's JSON.
-            assert orjson.loads(outcome.data.encoded()) == outcome.entry.model_dump(mode="json")
+            assert orjson.loads(outcome.data.encoded) == outcome.entry.model_dump(mode="json")
     stored = await service.get(user_id, manga_id)
     assert outcome.data == stored.model_dump(mode="json")
     assert (outcome.data["status"], outcome.data["chapter"]) == ("on_hold", 40.0)

@@ -155,22 +155,15 @@ class EntryWrite(NamedTuple):
 
 
 class EntryJSON(dict[str, Any]):
-    """An entry as JSON values (``EntryPublic`` in JSON mode), as events carry it;
-    :meth:`encoded` is its compact JSON, made once however many lines carry it (a
-    TCP ack and every push). Shared: never edited once built."""
+    """An entry as JSON values (``EntryPublic`` in JSON mode), as events carry it, and
+    ``encoded``, its compact JSON, made with it once however many lines carry it (a
+    TCP ack and every push). Shared: never edited once built.
 
-    __slots__ = ("_encoded",)
+    No ``__init__`` of its own: a dict subclass built by the C one costs half as much,
+    and one is built per written entry."""
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        super().__init__(fields)
-        # None until asked for (not a missing attribute: raising and catching
-        # AttributeError would cost more than the encoding).
-        self._encoded: bytes | None = None
-
-    def encoded(self) -> bytes:
-        if self._encoded is None:
-            self._encoded = orjson.dumps(self)
-        return self._encoded
+    __slots__ = ("encoded",)
+    encoded: bytes
 
 
 class StoredEntry:
@@ -610,7 +603,12 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
     for i, write in enumerate(writes):
         if outcomes[i] is None:
             outcomes[i] = _check_against_series(write, series.get(write.manga_id))
-    users = {w.user_id.int: w.user_id for w in writes}
+    users: dict[int, Any] = {w.user_id.int: w.user_id for w in writes}
+    if dialect == "sqlite":
+        # Each user's id as the column stores it, made once for every statement that
+        # the batch runs on the driver.
+        to_column = _conversions(conn.dialect).user_id
+        users = {user: to_column(user_id) for user, user_id in users.items()}
     # Only writes that passed so far take a version (and lock their user's row).
     versions = _take_versions(conn, writes, outcomes, users)
     accepted = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
@@ -719,28 +717,28 @@ def _take_versions(
     conn: Connection,
     writes: Sequence[EntryWrite],
     outcomes: list[StoredOutcome | None],
-    users: Mapping[int, uuid.UUID],
+    users: Mapping[int, Any],
 ) -> dict[int, int]:
     """Reserve the next per-user version for every accepted write, in arrival order:
     one statement for all the users with the same number of writes in the batch
     (usually one statement). On PostgreSQL the users' rows are locked first, in id
     order, so two processes batching the same users cannot deadlock, and before their
-    entries are read."""
+    entries are read. ``users``: each user's id, as the column stores it on SQLite."""
     per_user = Counter(w.user_id.int for w, o in zip(writes, outcomes, strict=True) if o is None)
     last: dict[int, int] = {}  # user (as an int) -> the version of its last write
     sqlite = conn.dialect.name == "sqlite"
     if per_user and not sqlite:
         conn.execute(_LOCK_USERS, {"ids": [users[u] for u in per_user]})
-    by_count: dict[int, list[uuid.UUID]] = {}
+    by_count: dict[int, list[int]] = {}
     for user, count in per_user.items():
-        by_count.setdefault(count, []).append(users[user])
-    for count, user_ids in sorted(by_count.items()):
+        by_count.setdefault(count, []).append(user)
+    for count, group in sorted(by_count.items()):
         if sqlite:
-            reserved = _sqlite_reserve(conn, user_ids, count)
+            last.update(_sqlite_reserve(conn, {users[user]: user for user in group}, count))
         else:
-            rows = conn.execute(_RESERVE_VERSIONS, {"ids": user_ids, "count": count})
-            reserved = {row[0]: row[1] for row in rows.all()}
-        last.update((user_id.int, seq) for user_id, seq in reserved.items())
+            params = {"ids": [users[user] for user in group], "count": count}
+            rows = conn.execute(_RESERVE_VERSIONS, params)
+            last.update((row[0].int, row[1]) for row in rows.all())
     versions: dict[int, int] = {}
     # Walk backwards so each user's earliest write gets the smallest reserved version.
     for i in reversed(range(len(writes))):
@@ -766,17 +764,13 @@ _SQLITE_RESERVED = (
 )
 
 
-def _sqlite_reserve(
-    conn: Connection, user_ids: builtins.list[uuid.UUID], count: int
-) -> dict[uuid.UUID, int]:
+def _sqlite_reserve(conn: Connection, users: Mapping[Any, int], count: int) -> dict[int, int]:
     """``_RESERVE_VERSIONS`` on the driver, as an UPDATE and then the new counters as
-    one JSON array (RETURNING would be one driver step per user). The users' ids go in
-    as the column stores them and come back mapped to the ids given."""
-    to_column = _conversions(conn.dialect).user_id
-    stored_ids = {to_column(user_id): user_id for user_id in user_ids}
-    ids = _json_text(list(stored_ids))
+    one JSON array (RETURNING would be one driver step per user). ``users`` maps each
+    id as the column stores it to the key the counter comes back under."""
+    ids = _json_text(list(users))
     conn.exec_driver_sql(_SQLITE_RESERVE, (count, ids))
-    return {stored_ids[user]: seq for user, seq in _sqlite_json(conn, _SQLITE_RESERVED, ids)}
+    return {users[user]: seq for user, seq in _sqlite_json(conn, _SQLITE_RESERVED, ids)}
 
 
 def _sqlite_json(conn: Connection, sql: str, *params: Any) -> builtins.list[Any]:
@@ -841,7 +835,7 @@ async def _load_summaries(
 
 
 def _load_entries(
-    conn: Connection, keys: set[_Key], users: Mapping[int, uuid.UUID]
+    conn: Connection, keys: set[_Key], users: Mapping[int, Any]
 ) -> dict[_Key, dict[str, Any]]:
     if not keys:
         return {}
@@ -889,11 +883,11 @@ def _conversions(dialect: Dialect) -> _Conversions:
 
 
 def _sqlite_entries(
-    conn: Connection, keys: list[_Key], users: Mapping[int, uuid.UUID]
+    conn: Connection, keys: list[_Key], users: Mapping[int, str]
 ) -> dict[_Key, dict[str, Any]]:
+    """The current entries of ``keys``; ``users`` holds their ids as stored."""
     convert = _conversions(conn.dialect)
-    stored_ids = {user: convert.user_id(users[user]) for user in users}
-    params = _json_text([(stored_ids[user], manga_id) for user, manga_id in keys])
+    params = _json_text([(users[user], manga_id) for user, manga_id in keys])
     found: dict[_Key, dict[str, Any]] = {}
     for row in _sqlite_json(conn, _SQLITE_LOOKUP, params):
         values = row[1:]
@@ -938,15 +932,15 @@ _STORED_VALUES = operator.itemgetter(*_STORED)
 
 
 def _sqlite_upsert(
-    conn: Connection, stored: Mapping[_Key, Mapping[str, Any]], users: Mapping[int, uuid.UUID]
+    conn: Connection, stored: Mapping[_Key, Mapping[str, Any]], users: Mapping[int, str]
 ) -> None:
     """The batch's rows in a few multi-row statements on the driver: one SQLite step
     (one release of the GIL, which the event loop's thread may then hold for a
     while) per statement instead of per row, and none of SQLAlchemy's per-row
     parameter handling, which costs more than SQLite's work for these rows."""
     statement = _sqlite_upsert_statement(conn.dialect)
-    # A batch repeats values (its timestamp, today, its users): convert each once,
-    # and only in the columns that have a conversion.
+    # A batch repeats values (its timestamp, today): convert each once, and only in
+    # the columns that have a conversion (``users`` are given as stored already).
     conversions: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
         (at, convert, {}) for at, convert in statement.converted
     ]
@@ -1003,7 +997,7 @@ def _entry_json(
     """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
     schema (its values are already of the schema's types; a test holds them equal)."""
     added_at = entry["added_at"]
-    return EntryJSON(
+    data = EntryJSON(
         {
             "manga_id": manga_id,
             "status": _STATUS[entry["status"]].value,
@@ -1024,6 +1018,8 @@ def _entry_json(
             "manga": manga,
         }
     )
+    data.encoded = orjson.dumps(data)
+    return data
 
 
 def _json_date(value: date | str | None) -> str | None:

@@ -141,7 +141,7 @@ class _PushLines:
             data = event.get("data")
             self._event = event
             if isinstance(data, EntryJSON):  # written in this process: encoded already
-                self._line = progress_line(data.encoded())
+                self._line = progress_line(data.encoded)
             elif isinstance(data, dict):
                 self._line = encode({"type": "progress", "data": data})
             else:
@@ -479,7 +479,7 @@ class _Connection(asyncio.Protocol):
             return
         if isinstance(outcome, StoredEntry):
             self._counts.ack += 1
-            self._cork(ack_line(message_id, outcome.data.encoded()))
+            self._cork(ack_line(message_id, outcome.data.encoded))
             return
         metrics.TCP_ERRORS.labels(outcome.code).inc()
         self.session.send_error(
