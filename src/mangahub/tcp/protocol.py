@@ -394,7 +394,7 @@ class ServerSession:
             raise RuntimeError(f"session is {self.state.value}, not {state.value}")
 
     def _handle_line(self, line: bytes) -> ClientEvent | None:
-        if not line.strip():
+        if not line or line.isspace():
             return None  # blank lines are keep-alive noise
         message: Any
         try:

@@ -309,13 +309,14 @@ class _Connection(asyncio.Protocol):
         this connection has ``max_in_flight`` updates unacked."""
         session = self.session
         limit = self.config.max_in_flight
+        # Past the token's expiry nothing more is taken: the task notices and closes.
+        expired = self._expires_at is not None and self._loop.time() >= self._expires_at
         while (
-            self._in_flight < limit
+            not expired
+            and self._in_flight < limit
             and not (self._write_paused or self._aborted or self._stopping)
             and not self._batcher.closing
         ):
-            if self._expires_at is not None and self._loop.time() >= self._expires_at:
-                break  # the task notices the expiry and closes
             event, self._held = self._held or session.next_event(), None
             if event is None:
                 break
