@@ -8,6 +8,13 @@ from collections.abc import Callable
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; one token per message.
 
+    Kept as one moment rather than a token count (the generic cell rate algorithm):
+    when the bucket is full again if nothing more is taken. A message moves that
+    moment one interval (1 / ``rate``) later, and is allowed while it leaves at least
+    one token, i.e. while the moment lies at most ``burst`` - 1 intervals ahead. One
+    clock read and two comparisons per message, on doors that take tens of thousands
+    per second.
+
     The clock is injected, so protocol code stays free of I/O and tests control time.
     """
 
@@ -15,18 +22,22 @@ class TokenBucket:
         self.rate = rate
         self.burst = float(burst)
         self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
+        self._interval = 1.0 / rate
+        # Messages allowed while full_at - now <= (burst - 1) intervals, with a
+        # tolerance: clock deltas are floats.
+        self._slack = (self.burst - 1.0 + 1e-9) * self._interval
+        self._full_at = clock()  # when the bucket holds ``burst`` tokens again
 
     def take(self) -> bool:
         now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1.0 - 1e-9:  # tolerance: clock deltas are floats
-            self._tokens = max(0.0, self._tokens - 1.0)
-            return True
-        return False
+        full_at = self._full_at
+        if full_at < now:  # full: what was saved beyond the burst is not kept
+            full_at = now
+        if full_at - now > self._slack:
+            return False
+        self._full_at = full_at + self._interval
+        return True
 
     def retry_after(self) -> float:
         """Seconds until the next token (after a failed :meth:`take`)."""
-        return max(0.0, (1.0 - self._tokens) / self.rate)
+        return max(0.0, self._full_at - self._clock() - self._slack)
