@@ -90,6 +90,14 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+# Members as module globals for the per-message code: a global is read in a fraction
+# of the time an Enum class attribute takes (looked up through the enum's metaclass).
+_AWAITING_AUTH = SessionState.AWAITING_AUTH
+_AUTHENTICATING = SessionState.AUTHENTICATING
+_AUTHENTICATED = SessionState.AUTHENTICATED
+_CLOSED = SessionState.CLOSED
+
+
 # --- client events -------------------------------------------------------------------
 
 
@@ -225,7 +233,7 @@ class ServerSession:
         burst: int = RATE_BURST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.state = SessionState.AWAITING_AUTH
+        self.state = _AWAITING_AUTH
         self.session_id: str | None = None
         self.user_id: str | None = None
         self.device: str | None = None
@@ -240,7 +248,7 @@ class ServerSession:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the socket. Lines are judged later by :meth:`next_event`."""
-        if self.state is SessionState.CLOSED or self._oversized or self._eof:
+        if self.state is _CLOSED or self._oversized or self._eof:
             return
         try:
             self._inbox.extend(self._lines.feed(data))
@@ -265,21 +273,21 @@ class ServerSession:
         directly; check :attr:`close_expected` after calling this.
         """
         while self._inbox and self.state in (
-            SessionState.AWAITING_AUTH,
-            SessionState.AUTHENTICATED,
+            _AWAITING_AUTH,
+            _AUTHENTICATED,
         ):
             event = self._handle_line(self._inbox.popleft())
             if event is not None:
                 return event
-        if self._inbox or self.state is SessionState.AUTHENTICATING:
+        if self._inbox or self.state is _AUTHENTICATING:
             return None
-        if self.state is not SessionState.CLOSED:
+        if self.state is not _CLOSED:
             if self._oversized:
                 self._close_with(
                     "bad_request", f"line longer than {self._lines.max_line} bytes; closing"
                 )
             elif self._eof:
-                self.state = SessionState.CLOSED
+                self.state = _CLOSED
         return None
 
     # -- decisions of the wrapper ---------------------------------------------------------
@@ -287,27 +295,27 @@ class ServerSession:
     def accept_auth(self, session_id: str, user_id: str, expires_in: int | None = None) -> None:
         """The token was valid: reply ``auth_ok`` and start accepting requests.
         ``expires_in``: whole seconds left on the token (omitted when it has no expiry)."""
-        self._expect(SessionState.AUTHENTICATING)
-        self.state = SessionState.AUTHENTICATED
+        self._expect(_AUTHENTICATING)
+        self.state = _AUTHENTICATED
         self.session_id = session_id
         self.user_id = user_id
         self._send_auth_ok(expires_in)
 
     def reject_auth(self, message: str) -> None:
         """The token was not valid: reply ``unauthorized`` and close."""
-        self._expect(SessionState.AUTHENTICATING)
+        self._expect(_AUTHENTICATING)
         self._close_with("unauthorized", message)
 
     def accept_renewal(self, expires_in: int | None) -> None:
         """The renewal token was valid and of the same user: ``auth_ok`` again, same
         session id, with the seconds left on the new token."""
-        self._expect(SessionState.AUTHENTICATED)
+        self._expect(_AUTHENTICATED)
         self._send_auth_ok(expires_in)
 
     def reject_renewal(self, code: ErrorCode, message: str) -> None:
         """The renewal was refused (``unauthorized`` or ``forbidden``): say so; the
         session keeps its current expiry and stays open."""
-        self._expect(SessionState.AUTHENTICATED)
+        self._expect(_AUTHENTICATED)
         self.send_error(code, message)
 
     def expire(self) -> None:
@@ -339,7 +347,7 @@ class ServerSession:
         close: bool = False,
     ) -> None:
         """Queue ``{"type":"error",code,message,…}``; ``close=True`` also ends the session."""
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             return
         error: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if message_id is not None:
@@ -364,12 +372,12 @@ class ServerSession:
     @property
     def close_expected(self) -> bool:
         """True once the wrapper should flush :meth:`data_to_send` and close the socket."""
-        return self.state is SessionState.CLOSED
+        return self.state is _CLOSED
 
     # -- internals ------------------------------------------------------------------------
 
     def _send(self, message: Mapping[str, Any]) -> None:
-        if self.state is not SessionState.CLOSED:
+        if self.state is not _CLOSED:
             self._outbox.append(encode(message))
 
     def _send_auth_ok(self, expires_in: int | None) -> None:
@@ -383,7 +391,7 @@ class ServerSession:
         self._send(reply)
 
     def _close(self) -> None:
-        self.state = SessionState.CLOSED
+        self.state = _CLOSED
         self._inbox.clear()
 
     def _close_with(self, code: ErrorCode, message: str) -> None:
@@ -401,7 +409,7 @@ class ServerSession:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
             message = _MALFORMED
-        if self.state is SessionState.AWAITING_AUTH:
+        if self.state is _AWAITING_AUTH:
             return self._handle_first(message)
         message_id = _message_id(message)
         if not self._bucket.take():
@@ -459,7 +467,7 @@ class ServerSession:
             )
             return None
         self.device = device or None
-        self.state = SessionState.AUTHENTICATING
+        self.state = _AUTHENTICATING
         return AuthRequest(token=token, device=self.device)
 
     def _renewal(self, message: dict[str, Any]) -> RenewRequest | None:
@@ -487,11 +495,14 @@ def _clip(text: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+_MIN_ID: Final = -MAX_VERSION - 1
+
+
 def _valid_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return -MAX_VERSION - 1 <= value <= MAX_VERSION
+        return _MIN_ID <= value <= MAX_VERSION
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
 
 

@@ -82,6 +82,9 @@ from mangahub.tcp.protocol import (
 
 log = logging.getLogger(__name__)
 
+# As a module global for the per-message code (see tcp.protocol).
+_AUTHENTICATED = SessionState.AUTHENTICATED
+
 _EVENT_TYPES: dict[type, str] = {
     AuthRequest: "auth",
     RenewRequest: "auth",
@@ -293,7 +296,7 @@ class _Connection(asyncio.Protocol):
         session.receive_data(data)
         # Only while the task sleeps: what it was woken for comes first, and lines
         # after it wait for it (arrival order).
-        if self._idle and session.state is SessionState.AUTHENTICATED:
+        if self._idle and session.state is _AUTHENTICATED:
             if not self._room_wait:
                 self._take_updates()
             if self._handled_inline():
@@ -339,14 +342,14 @@ class _Connection(asyncio.Protocol):
         return (
             self._held is None
             and not self.session.pending_lines
-            and self.session.state is SessionState.AUTHENTICATED
+            and self.session.state is _AUTHENTICATED
         )
 
     def _on_room(self) -> None:
         """The batcher has room: go on offering where :meth:`_take_updates` stopped
         (or let the task do it, when it is awake)."""
         self._room_wait = False
-        if self._idle and self.session.state is SessionState.AUTHENTICATED:
+        if self._idle and self.session.state is _AUTHENTICATED:
             self._take_updates()
             if self._handled_inline():
                 self._resume_if_drained()
@@ -458,7 +461,7 @@ class _Connection(asyncio.Protocol):
             # reconnect, which brings what it missed.
             self.abort("missed progress events; the client must sync")
             return
-        if self.session.state is not SessionState.AUTHENTICATED:
+        if self.session.state is not _AUTHENTICATED:
             # Subscribed, auth_ok not said yet: what commits now predates auth_ok, and
             # the client's sync after auth_ok brings it (nothing may precede auth_ok).
             return
@@ -578,7 +581,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._resume_if_drained()
             now = self._loop.time()
-            if session.state is SessionState.AUTHENTICATED:
+            if session.state is _AUTHENTICATED:
                 deadline = self._last_rx + self.config.idle_timeout
                 if self._expires_at is not None:
                     deadline = min(deadline, self._expires_at)
@@ -587,7 +590,7 @@ class _Connection(asyncio.Protocol):
             if now >= deadline:
                 if self._token_expired():
                     return
-                if session.state is SessionState.AUTHENTICATED:
+                if session.state is _AUTHENTICATED:
                     log.info("tcp %s: idle for %.0f s; closing", self.peer, now - self._last_rx)
                     session.close()
                 else:
@@ -604,7 +607,7 @@ class _Connection(asyncio.Protocol):
         """True (and noted for _run, which acks what is in flight and then says why it
         closes) once the session's token ran out without renewal."""
         if (
-            self.session.state is SessionState.AUTHENTICATED
+            self.session.state is _AUTHENTICATED
             and self._expires_at is not None
             and self._loop.time() >= self._expires_at
         ):
