@@ -313,7 +313,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         limit = self.config.max_in_flight
         # Past the token's expiry nothing more is taken: the task notices and closes.
-        expired = self._expires_at is not None and self._loop.time() >= self._expires_at
+        expired = self._token_expired()
         while (
             not expired
             and self._in_flight < limit
