@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
@@ -40,6 +42,10 @@ _CONNECT_TIMEOUT = 2.0
 MISSED: Event = {"type": "missed"}
 # Put on a subscription's queue when it closes, to end iteration.
 _CLOSED: tuple[str, Event] = ("", {})
+# How long a confirmed publish waits for the other processes (see publish_confirmed).
+DEFAULT_CONFIRM_TIMEOUT = 2.0
+# The key of a confirmed publish's request in its message: [reply channel, number].
+_CONFIRM = "_confirm"
 
 
 class Subscription:
@@ -124,6 +130,12 @@ class EventBus(Protocol):
         """Publish each (topic, event) in this order; one Redis round trip for all."""
         ...
 
+    async def publish_confirmed(self, topic: str, event: Event) -> None:
+        """Publish, and return once every process that listens to ``topic`` has run
+        its taps and local fan-out for it (or a timeout passed, which is logged).
+        For invalidations: after it, no process serves what the event dropped."""
+        ...
+
     async def subscribe(
         self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
     ) -> Subscription: ...
@@ -205,6 +217,9 @@ class MemoryBus:
         for topic, event in events:
             self._fanout.dispatch(topic, event)
 
+    async def publish_confirmed(self, topic: str, event: Event) -> None:
+        self._fanout.dispatch(topic, event)  # this process is every listener there is
+
     async def subscribe(
         self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
     ) -> Subscription:
@@ -229,6 +244,40 @@ class MemoryBus:
         return None
 
 
+class _Confirmations:
+    """How many processes have handled one confirmed publish, and how many must."""
+
+    __slots__ = ("done", "expected", "received")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.expected: int | None = None  # known once Redis answers the PUBLISH
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self) -> None:
+        self.received += 1
+        self._check()
+
+    def expect(self, receivers: int) -> None:
+        self.expected = receivers
+        self._check()
+
+    def release(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _check(self) -> None:
+        if self.expected is not None and self.received >= self.expected:
+            self.release()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Done callback of a send nobody awaits (a confirmation: if it is lost, its
+    publisher's wait times out and says so)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class RedisBus:
     """Redis pub/sub: one connection per process listens for the topics its
     subscribers want, and fans each message out locally.
@@ -237,10 +286,19 @@ class RedisBus:
     this process's subscribers directly (other processes' clients catch up from
     storage: TCP ``sync``, chat history, the UDP backlog). The reader reconnects with
     backoff, subscribes every topic wanted at that moment, and Redis delivery resumes.
+
+    A confirmed publish carries its sender's reply channel; each receiver handles the
+    event, then publishes the publish's number there. PUBLISH's answer says how many
+    receivers there are, so the sender knows when all of them have answered.
     """
 
     def __init__(
-        self, client: aioredis.Redis, namespace: str, link: RedisLink | None = None
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        link: RedisLink | None = None,
+        *,
+        confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> None:
         self._redis = client
         self._prefix = f"{namespace}:bus:"
@@ -255,8 +313,14 @@ class RedisBus:
         self._gap = False
         self._connect_timeout = max(_CONNECT_TIMEOUT, 4 * self.link.timeout)
         # Publishes waiting for the next pipeline (see _send).
-        self._outbox: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._outbox: list[tuple[str, bytes, asyncio.Future[list[int]]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Where receivers confirm this process's confirmed publishes (publish_confirmed).
+        # Always subscribed: it also keeps the pub/sub connection on some channel.
+        self._reply_channel = f"{self._prefix}_reply:{uuid.uuid4().hex}"
+        self._confirm_timeout = confirm_timeout
+        self._confirm_numbers = itertools.count(1)
+        self._awaiting: dict[int, _Confirmations] = {}
 
     @property
     def connected(self) -> bool:
@@ -281,17 +345,67 @@ class RedisBus:
         for topic, event in events:
             self._fanout.dispatch(topic, event)
 
-    async def _send(self, messages: list[tuple[str, bytes]]) -> None:
+    async def publish_confirmed(self, topic: str, event: Event) -> None:
+        if not self._connected:  # no reader to hear confirmations: nothing to wait for
+            await self.publish_many([(topic, event)])
+            return
+        for listener in self._fanout.taps.get(topic, ()):
+            listener(event)
+        number = next(self._confirm_numbers)
+        confirmations = self._awaiting[number] = _Confirmations()
+        try:
+            message = orjson.dumps({**event, _CONFIRM: [self._reply_channel, number]})
+            try:
+                [receivers] = await self._send([(self._prefix + topic, message)])
+            except REDIS_DOWN_ERRORS as exc:
+                self._lost("publish", exc)
+                self._fanout.dispatch(topic, event)
+                return
+            confirmations.expect(receivers)
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    await confirmations.done
+            except TimeoutError:
+                log.warning(
+                    "redis bus: %d of %d processes did not confirm an event on %s within %.1fs",
+                    receivers - confirmations.received,
+                    receivers,
+                    topic,
+                    self._confirm_timeout,
+                )
+        finally:
+            del self._awaiting[number]
+
+    def _confirm(self, request: object) -> None:
+        """Tell a confirmed publish's sender that this process has handled it."""
+        match request:
+            case [str(channel), int(number)] if channel.startswith(self._prefix + "_reply:"):
+                if channel == self._reply_channel:  # our own echo: no round trip
+                    self._confirmed(number)
+                else:
+                    self._enqueue([(channel, b"%d" % number)]).add_done_callback(_retrieve)
+            case _:
+                log.warning("redis bus: dropped a malformed confirmation request")
+
+    def _confirmed(self, number: int) -> None:
+        confirmations = self._awaiting.get(number)
+        if confirmations is not None:
+            confirmations.add()
+
+    async def _send(self, messages: list[tuple[str, bytes]]) -> list[int]:
         """PUBLISH each (channel, data), pipelined: one pipeline is in flight at a time,
         and every publish made meanwhile goes out in the next one, so N concurrent
         publishers (a group commit's pushes, a fan-out) cost about one round trip, not
         N. Publishes reach Redis in the order they were made; each caller gets its own
-        outcome."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outcome: how many receivers each of its messages reached."""
+        return await self._enqueue(messages)
+
+    def _enqueue(self, messages: list[tuple[str, bytes]]) -> asyncio.Future[list[int]]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._outbox.extend((channel, data, future) for channel, data in messages)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all(), name="redis-bus-publish")
-        await future
+        return future
 
     async def _flush_all(self) -> None:
         try:
@@ -301,12 +415,12 @@ class RedisBus:
         finally:
             self._flusher = None
 
-    async def _flush(self, batch: list[tuple[str, bytes, asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[str, bytes, asyncio.Future[list[int]]]]) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for channel, data, _ in batch:
                     pipe.publish(channel, data)
-                await pipe.execute()
+                receivers = await pipe.execute()
         except Exception as exc:
             for *_, future in batch:
                 if not future.done():
@@ -317,9 +431,12 @@ class RedisBus:
                 future.cancel()
             self._outbox = []
             raise
-        for *_, future in batch:
+        counts: dict[asyncio.Future[list[int]], list[int]] = {}
+        for (*_, future), count in zip(batch, receivers, strict=True):
+            counts.setdefault(future, []).append(count)
+        for future, its_counts in counts.items():
             if not future.done():
-                future.set_result(None)
+                future.set_result(its_counts)
 
     async def subscribe(
         self, *topics: str, maxsize: int = DEFAULT_QUEUE_SIZE, listener: Listener | None = None
@@ -354,12 +471,14 @@ class RedisBus:
     def _lost(self, what: str, exc: BaseException) -> None:
         self._connected = False
         self._gap = True
+        for confirmations in self._awaiting.values():  # they can no longer arrive
+            confirmations.release()
         self._fanout.gap()
         self.link.failed(f"bus {what}", exc)
 
     async def start(self) -> None:
-        # A pub/sub connection with no channel returns at once from get_message;
-        # a reserved channel keeps the reader loop simple.
+        # A pub/sub connection with no channel returns at once from get_message; the
+        # reply channel, always subscribed, keeps the reader loop simple.
         if not await self._connect():
             log.warning("redis bus: starting without Redis; reconnecting in the background")
         self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
@@ -375,7 +494,7 @@ class RedisBus:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 wanted = self._fanout.topics()  # subscriptions and taps
-                await pubsub.subscribe(self._prefix + "_", *(self._prefix + t for t in wanted))
+                await pubsub.subscribe(self._reply_channel, *(self._prefix + t for t in wanted))
                 # SUBSCRIBE only sends (a pooled socket to a dead server takes it); the
                 # first confirmation proves that Redis answers on this connection.
                 while True:
@@ -435,12 +554,19 @@ class RedisBus:
             channel = message["channel"]
             if isinstance(channel, bytes):
                 channel = channel.decode()
+            if channel == self._reply_channel:
+                with contextlib.suppress(ValueError):
+                    self._confirmed(int(message["data"]))
+                continue
             try:
                 event = orjson.loads(message["data"])
             except orjson.JSONDecodeError:
                 log.warning("redis bus: dropped undecodable message on %s", channel)
                 continue
+            request = event.pop(_CONFIRM, None) if isinstance(event, dict) else None
             self._fanout.dispatch(channel.removeprefix(self._prefix), event)
+            if request is not None:  # after the taps ran: the sender may go on now
+                self._confirm(request)
 
     async def close(self) -> None:
         if self._reader is not None:

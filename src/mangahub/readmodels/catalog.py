@@ -5,7 +5,8 @@ per-process cache until a writer says they changed.
 Invalidation, the contract for every writer of catalog data
 ------------------------------------------------------------
 After its commit and before acknowledging the write, a writer publishes on the event
-bus topic :data:`CATALOG_CHANGED` (``"catalog.changed"``)::
+bus topic :data:`CATALOG_CHANGED` (``"catalog.changed"``), and waits until every
+process has handled it (``EventBus.publish_confirmed``)::
 
     await publish_catalog_changed(bus, manga_id, ...)
 
@@ -19,7 +20,8 @@ How a process never serves a stale series after a write is acknowledged:
 
 * The bus calls this model's listener synchronously (``EventBus.tap``): inside the
   writer's own ``publish``, and in every other process as soon as its Redis reader
-  reads the message, without a queue or task hop in between.
+  reads the message, without a queue or task hop in between. Only then does that
+  process confirm the event, and the writer answers once every process has.
 * A cold read records the invalidation generation before it queries and stores its
   answer only if no invalidation arrived meanwhile (its snapshot may predate the
   commit).
@@ -71,9 +73,12 @@ def named(event: Event | None) -> list[int] | None:
 
 
 async def publish_catalog_changed(bus: EventBus | None, *manga_ids: int) -> None:
-    """What a catalog writer calls after its commit, before it answers."""
+    """What a catalog writer calls after its commit, before it answers: it returns once
+    every process has dropped what the change made stale."""
     if bus is not None:
-        await publish_after_commit(bus, CATALOG_CHANGED, catalog_changed(*manga_ids))
+        await publish_after_commit(
+            bus, CATALOG_CHANGED, catalog_changed(*manga_ids), confirmed=True
+        )
 
 
 class _Lru:

@@ -181,8 +181,11 @@ def recompute_averages(conn: Connection, manga_ids: Iterable[int]) -> dict[int, 
     return averages
 
 
-async def publish_after_commit(bus: EventBus, topic: str, event: Event) -> None:
-    """Publish an event about a write that is already committed.
+async def publish_after_commit(
+    bus: EventBus, topic: str, event: Event, *, confirmed: bool = False
+) -> None:
+    """Publish an event about a write that is already committed; ``confirmed``: wait
+    until every process has handled it (:meth:`EventBus.publish_confirmed`).
 
     The write is what matters (durability first): a bus failure is logged, not raised,
     because the caller's change did succeed and telling them otherwise would make them
@@ -190,7 +193,10 @@ async def publish_after_commit(bus: EventBus, topic: str, event: Event) -> None:
     notifications on SUBSCRIBE).
     """
     try:
-        await bus.publish(topic, event)
+        if confirmed:
+            await bus.publish_confirmed(topic, event)
+        else:
+            await bus.publish(topic, event)
     except Exception:
         log.warning("event bus: could not publish to %s", topic, exc_info=True)
 
