@@ -21,8 +21,12 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from mangahub.app import Runtime, build_runtime
+from mangahub.bus import RedisBus
+from mangahub.cache import RedisCache
 from mangahub.config import Settings
 from mangahub.http.app import create_app
+from mangahub.redislink import RedisLink
+from mangahub.redislink import open_client as open_redis
 from tests.live_server import TEST_LIMITS, server_env
 
 BACKEND = os.environ.get("MANGAHUB_TEST_BACKEND", "sqlite")
@@ -226,3 +230,21 @@ async def fresh_database_url(tmp_path: Path) -> AsyncIterator[str]:
     """An empty database of the test backend, for things the shared one cannot show."""
     async with empty_database(tmp_path) as url:
         yield url
+
+
+@asynccontextmanager
+async def redis_parts(
+    url: str, namespace: str, **bus_options: float
+) -> AsyncIterator[tuple[RedisCache, RedisBus]]:
+    """What one process builds from ``redis_url`` (see build_runtime), started."""
+    client = open_redis(url)
+    link = RedisLink(client)
+    cache = RedisCache(client, namespace, link)
+    bus = RedisBus(client, namespace, link, **bus_options)
+    await bus.start()
+    try:
+        yield cache, bus
+    finally:
+        await bus.close()
+        await link.close()
+        await client.aclose()

@@ -18,9 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from mangahub.bus import Event, RedisBus, Tap
-from mangahub.redislink import RedisLink
-from mangahub.redislink import open_client as open_redis
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, redis_parts
 
 # "It did not hang": far above a round trip, far below a test timeout.
 BOUND = 10.0
@@ -28,16 +26,8 @@ BOUND = 10.0
 
 @contextlib.asynccontextmanager
 async def redis_bus(namespace: str, **options: float) -> AsyncIterator[RedisBus]:
-    client = open_redis(REDIS_URL)
-    link = RedisLink(client)
-    bus = RedisBus(client, namespace, link, **options)
-    await bus.start()
-    try:
+    async with redis_parts(REDIS_URL, namespace, **options) as (_, bus):
         yield bus
-    finally:
-        await bus.close()
-        await link.close()
-        await client.aclose()
 
 
 @contextlib.contextmanager

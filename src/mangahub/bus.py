@@ -317,7 +317,8 @@ class RedisBus:
         self._flusher: asyncio.Task[None] | None = None
         # Where receivers confirm this process's confirmed publishes (publish_confirmed).
         # Always subscribed: it also keeps the pub/sub connection on some channel.
-        self._reply_channel = f"{self._prefix}_reply:{uuid.uuid4().hex}"
+        self._replies = f"{self._prefix}_reply:"  # every process's reply channel
+        self._reply_channel = self._replies + uuid.uuid4().hex
         self._confirm_timeout = confirm_timeout
         self._confirm_numbers = itertools.count(1)
         self._awaiting: dict[int, _Confirmations] = {}
@@ -330,6 +331,14 @@ class RedisBus:
         await self.publish_many([(topic, event)])
 
     async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        await self._publish(events, [(self._prefix + t, orjson.dumps(e)) for t, e in events])
+
+    async def _publish(
+        self, events: Sequence[tuple[str, Event]], messages: list[tuple[str, bytes]]
+    ) -> list[int] | None:
+        """``events``, sent as ``messages`` (their channels and encodings); how many
+        processes each reached, or None when Redis is away and only this process's
+        subscribers got them."""
         # Local taps at once: this process's next read must already see the change
         # (the Redis echo calls them again; tap listeners are idempotent).
         for topic, event in events:
@@ -338,29 +347,25 @@ class RedisBus:
         # Before start() (start-up work) Redis is tried too: other processes may listen.
         if self._connected or self._reader is None:
             try:
-                await self._send([(self._prefix + t, orjson.dumps(e)) for t, e in events])
-                return
+                return await self._send(messages)
             except REDIS_DOWN_ERRORS as exc:
                 self._lost("publish", exc)
         for topic, event in events:
             self._fanout.dispatch(topic, event)
+        return None
 
     async def publish_confirmed(self, topic: str, event: Event) -> None:
         if not self._connected:  # no reader to hear confirmations: nothing to wait for
             await self.publish_many([(topic, event)])
             return
-        for listener in self._fanout.taps.get(topic, ()):
-            listener(event)
         number = next(self._confirm_numbers)
         confirmations = self._awaiting[number] = _Confirmations()
         try:
-            message = orjson.dumps({**event, _CONFIRM: [self._reply_channel, number]})
-            try:
-                [receivers] = await self._send([(self._prefix + topic, message)])
-            except REDIS_DOWN_ERRORS as exc:
-                self._lost("publish", exc)
-                self._fanout.dispatch(topic, event)
-                return
+            request = orjson.dumps({**event, _CONFIRM: [self._reply_channel, number]})
+            reached = await self._publish([(topic, event)], [(self._prefix + topic, request)])
+            if reached is None:
+                return  # Redis is away: nobody else can hear it, nor answer
+            [receivers] = reached
             confirmations.expect(receivers)
             try:
                 async with asyncio.timeout(self._confirm_timeout):
@@ -379,7 +384,7 @@ class RedisBus:
     def _confirm(self, request: object) -> None:
         """Tell a confirmed publish's sender that this process has handled it."""
         match request:
-            case [str(channel), int(number)] if channel.startswith(self._prefix + "_reply:"):
+            case [str(channel), int(number)] if channel.startswith(self._replies):
                 if channel == self._reply_channel:  # our own echo: no round trip
                     self._confirmed(number)
                 else:

@@ -8,17 +8,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mangahub.bus import MISSED, RedisBus
-from mangahub.cache import RedisCache
-from mangahub.redislink import RedisLink
-from mangahub.redislink import open_client as open_redis
-from tests.conftest import Backend
+from mangahub.bus import MISSED
+from tests.conftest import Backend, redis_parts
 from tests.faults.clients import TcpWriter
 from tests.faults.conftest import (
     Stopwatch,
@@ -38,21 +34,6 @@ pytestmark = pytest.mark.slow
 
 # "It recovered at all": far above anything measured, far below a hang.
 RECOVERY_BOUND = 30.0
-
-
-@contextlib.asynccontextmanager
-async def redis_parts(url: str, namespace: str) -> AsyncIterator[tuple[RedisCache, RedisBus]]:
-    """What one process builds from ``redis_url`` (see build_runtime)."""
-    client = open_redis(url)
-    link = RedisLink(client)
-    cache, bus = RedisCache(client, namespace, link), RedisBus(client, namespace, link)
-    await bus.start()
-    try:
-        yield cache, bus
-    finally:
-        await bus.close()
-        await link.close()
-        await client.aclose()
 
 
 async def until(predicate: object, timeout: float = RECOVERY_BOUND) -> float:
