@@ -92,6 +92,8 @@ _DEFAULTS: dict[str, Any] = {
 FIELDS = frozenset({"status", *_DEFAULTS})
 # Status by value (a member is its own value): a dict lookup, cheaper than the enum call.
 _STATUS: dict[str, ReadingStatus] = {status.value: status for status in ReadingStatus}
+# A status (member or value: a StrEnum member hashes and compares as its value) as JSON.
+_STATUS_TEXT: dict[str, str] = {status.value: status.value for status in ReadingStatus}
 _NULLABLE = frozenset({"score", "started_on", "finished_on"})
 _STORED = ("status", *_DEFAULTS, "added_at", "updated_at", "device", "version")
 _ENTRIES = cast(Table, ReadingEntry.__table__)
@@ -222,14 +224,14 @@ class CommittedWrites:
         writes, stored = self._writes, self._stored
         manga = self._manga
         if manga is None:
-            written = {writes[i].manga_id for i in stored.done}
+            written = stored.manga_ids
             manga = self._manga = await self._summaries(written, stored.averages)
             if stored.averages:  # their average_rating moved
                 await publish_catalog_changed(self._bus, *sorted(stored.averages))
         outcomes: list[StoredOutcome] = []
         events: list[tuple[str, Event]] = []
         topics = self._topics
-        now, stamp = stored.now, stored.stamp
+        moment = stored.moment
         for i in range(start, stop):
             outcome = stored.outcomes[i]
             if outcome is None:
@@ -239,12 +241,15 @@ class CommittedWrites:
                     outcomes.append(manga_not_found(write.manga_id))
                     continue
                 entry = stored.done[i]
-                data = _entry_json(write.manga_id, entry, summary, now, stamp)
+                data = _entry_json(write.manga_id, entry, summary, moment)
                 outcome = StoredEntry(data)
                 topic = topics.get(write.user_id.int)
                 if topic is None:
                     topic = topics[write.user_id.int] = f"progress:{write.user_id}"
-                events.append((topic, _event(data, write.origin)))
+                event: Event = {"type": "progress", "data": data}
+                if write.origin is not None:
+                    event["origin"] = write.origin
+                events.append((topic, event))
             outcomes.append(outcome)
         # All at once, so a Redis bus sends them in one pipeline (in this order).
         await publish_all_after_commit(self._bus, events)
@@ -623,6 +628,7 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
     today = now.date()
     stored: dict[_Key, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
+    written: set[int] = set()
     for i, write in enumerate(writes):
         if outcomes[i] is not None:
             continue
@@ -640,9 +646,10 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
             device=write.device,
             version=versions[i],
         )
-        current[key] = stored[key] = entry
-        # A snapshot: later writes of the same entry in this batch change ``current``.
-        done[i] = dict(entry)
+        # Never edited once here: a later write of the same entry in this batch
+        # applies on a copy (``apply``), so ``done`` keeps this write's own values.
+        current[key] = stored[key] = done[i] = entry
+        written.add(write.manga_id)
     if stored:
         # One statement run for every row (compiled once, whatever the batch size).
         if dialect == "sqlite":
@@ -653,7 +660,7 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
     rescored = {writes[i].manga_id for i in done if "score" in writes[i].changes}
     averages = recompute_averages(conn, scored) if scored else {}
     moved = {manga_id: average for manga_id, average in averages.items() if manga_id in rescored}
-    return _Stored(outcomes, done, now, utc_timestamp(now), moved)
+    return _Stored(outcomes, done, written, _Moment.of(now), moved)
 
 
 def _remove(conn: Connection, user_id: uuid.UUID, manga_id: int) -> bool:
@@ -670,14 +677,28 @@ def _remove(conn: Connection, user_id: uuid.UUID, manga_id: int) -> bool:
     return True
 
 
+class _Moment(NamedTuple):
+    """A batch's time of writing, and its JSON forms, made once for all its entries."""
+
+    now: datetime
+    stamp: str  # ``now`` as JSON
+    today: date
+    today_text: str
+
+    @classmethod
+    def of(cls, now: datetime) -> _Moment:
+        today = now.date()
+        return cls(now, utc_timestamp(now), today, today.isoformat())
+
+
 class _Stored(NamedTuple):
     """What a batch's transaction stored: ``done`` (by position) the entries written,
     ``outcomes`` the errors of the others (None where written)."""
 
     outcomes: builtins.list[StoredOutcome | None]
     done: dict[int, dict[str, Any]]
-    now: datetime
-    stamp: str  # ``now`` as JSON
+    manga_ids: set[int]  # the series of the entries written
+    moment: _Moment
     averages: dict[int, float | None]  # the new average score of the series rescored
 
 
@@ -996,27 +1017,28 @@ def _multirow(sql: str, rows: int) -> str:
 
 
 def _entry_json(
-    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], now: datetime, stamp: str
+    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], moment: _Moment
 ) -> EntryJSON:
-    """``EntryPublic(...).model_dump(mode="json")`` of a stored entry, without the
-    schema (its values are already of the schema's types; a test holds them equal)."""
+    """``EntryPublic(...).model_dump(mode="json")`` of an entry stored at ``moment``,
+    without the schema (its values are already of the schema's types; a test holds
+    them equal)."""
+    now, stamp = moment.now, moment.stamp
     added_at = entry["added_at"]
+    updated_at = entry["updated_at"]
     data = EntryJSON(
         {
             "manga_id": manga_id,
-            "status": _STATUS[entry["status"]].value,
+            "status": _STATUS_TEXT[entry["status"]],
             "chapter": entry["chapter"],
             "volume": entry["volume"],
             "score": entry["score"],
-            "started_on": _json_date(entry["started_on"]),
-            "finished_on": _json_date(entry["finished_on"]),
+            "started_on": _json_date(entry["started_on"], moment),
+            "finished_on": _json_date(entry["finished_on"], moment),
             "rereads": entry["rereads"],
             "rereading": entry["rereading"],
             "notes": entry["notes"],
             "added_at": stamp if added_at is now else _json_timestamp(added_at),
-            "updated_at": stamp
-            if entry["updated_at"] is now
-            else utc_timestamp(entry["updated_at"]),
+            "updated_at": stamp if updated_at is now else utc_timestamp(updated_at),
             "version": entry["version"],
             "device": entry["device"],
             "manga": manga,
@@ -1026,8 +1048,14 @@ def _entry_json(
     return data
 
 
-def _json_date(value: date | str | None) -> str | None:
-    return value if value is None or isinstance(value, str) else value.isoformat()
+def _json_date(value: date | str | None, moment: _Moment) -> str | None:
+    """A date as JSON: as stored text already, or the batch's today (set by the rules),
+    or any other."""
+    if value is None or isinstance(value, str):
+        return value
+    if value is moment.today:
+        return moment.today_text
+    return value.isoformat()
 
 
 def _json_timestamp(value: datetime | str) -> str:
@@ -1057,10 +1085,3 @@ def _normalize(chapter: float) -> float:
 
 def _not_listed(manga_id: int) -> NotFound:
     return NotFound("manga is not in your library", details={"manga_id": manga_id})
-
-
-def _event(data: dict[str, Any], origin: str | None) -> Event:
-    event: Event = {"type": "progress", "data": data}
-    if origin is not None:
-        event["origin"] = origin
-    return event

@@ -60,7 +60,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias, TypeGuard
 
 import orjson
 from pydantic import ValidationError
@@ -498,22 +498,20 @@ def _clip(text: str, limit: int = 64) -> str:
 _MIN_ID: Final = -MAX_VERSION - 1
 
 
-def _valid_id(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return _MIN_ID <= value <= MAX_VERSION
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+def _valid_id(value: Any) -> TypeGuard[MessageId]:
+    if isinstance(value, str):  # the usual case first
+        return 0 < len(value) <= MAX_ID_LENGTH
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and _MIN_ID <= value <= MAX_VERSION
+    )
 
 
 def _message_id(message: Any) -> MessageId | None:
     """The client's id when it is one we can echo back, else None."""
-    if isinstance(message, dict):
-        value = message.get("id")
-        if _valid_id(value):
-            assert isinstance(value, str | int)
-            return value
-    return None
+    if not isinstance(message, dict):
+        return None
+    value = message.get("id")
+    return value if _valid_id(value) else None
 
 
 def _parse_progress_update(message_id: MessageId | None, message: dict[str, Any]) -> ProgressUpdate:

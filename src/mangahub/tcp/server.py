@@ -312,14 +312,17 @@ class _Connection(asyncio.Protocol):
         this connection has ``max_in_flight`` updates unacked."""
         session = self.session
         limit = self.config.max_in_flight
-        # Past the token's expiry nothing more is taken: the task notices and closes.
-        expired = self._token_expired()
-        while (
-            not expired
-            and self._in_flight < limit
-            and not (self._write_paused or self._aborted or self._stopping)
-            and not self._batcher.closing
-        ):
+        # Only callbacks change these, and none runs inside this loop. Past the token's
+        # expiry nothing more is taken: the task notices and closes.
+        stopped = (
+            self._token_expired()
+            or self._write_paused
+            or self._aborted
+            or self._stopping
+            or self._batcher.closing
+        )
+        taken = 0
+        while not stopped and self._in_flight < limit:
             event, self._held = self._held or session.next_event(), None
             if event is None:
                 break
@@ -331,7 +334,8 @@ class _Connection(asyncio.Protocol):
                 self._room_wait = True
                 self._batcher.when_room(self._on_room)
                 break
-            self._counts.progress_update += 1
+            taken += 1
+        self._counts.progress_update += taken
         self._send()  # errors next_event queued (bad_request, rate_limited)
 
     def _handled_inline(self) -> bool:
