@@ -320,7 +320,7 @@ async def test_batch_writes_get_their_own_outcomes(make_user: MakeUser, runtime:
         assert isinstance(bobs_stored, StoredEntry) and bobs_stored.entry.version == 1
         ok1, ok2 = stored1.entry, stored2.entry
         # The JSON the event, the ack and the pushes carry is the stored entry's.
-        assert stored1.data == ok1.model_dump(mode="json")
+        assert stored1 == ok1.model_dump(mode="json")
         assert isinstance(unknown, NotFound)
         assert isinstance(too_far, ValidationFailed)
         assert isinstance(nan, ValidationFailed)
@@ -359,8 +359,8 @@ async def test_a_write_of_an_unknown_user_is_not_found_and_leaves_the_batch_alon
         assert isinstance(lost, NotFound) and lost.message == "user not found"
     assert isinstance(a1, StoredEntry) and isinstance(a2, StoredEntry)
     assert isinstance(a3, StoredEntry) and isinstance(b1, StoredEntry)
-    assert [o.data["version"] for o in (a1, a2, a3)] == [1, 2, 3]
-    assert b1.data["version"] == 1
+    assert [o["version"] for o in (a1, a2, a3)] == [1, 2, 3]
+    assert b1["version"] == 1
     assert (await runtime.reading_list.get(alice, first)).chapter == 3
     assert await runtime.reading_list.changed_since(ghost, 0) == []
 
@@ -391,12 +391,12 @@ async def test_the_json_of_a_write_is_the_stored_entrys(
         outcomes = await service.store_many(batch)
         for outcome in outcomes:
             assert isinstance(outcome, StoredEntry)
-            assert outcome.data == outcome.entry.model_dump(mode="json")
+            assert outcome == outcome.entry.model_dump(mode="json")
             # The encoding shared by the TCP ack and pushes is the entry's JSON.
-            assert orjson.loads(outcome.data.encoded) == outcome.entry.model_dump(mode="json")
+            assert orjson.loads(outcome.encoded) == outcome.entry.model_dump(mode="json")
     stored = await service.get(user_id, manga_id)
-    assert outcome.data == stored.model_dump(mode="json")
-    assert (outcome.data["status"], outcome.data["chapter"]) == ("on_hold", 40.0)
+    assert outcome == stored.model_dump(mode="json")
+    assert (outcome["status"], outcome["chapter"]) == ("on_hold", 40.0)
 
 
 async def test_a_committed_batch_announced_in_slices_is_the_batch_announced_at_once(
@@ -426,7 +426,7 @@ async def test_a_committed_batch_announced_in_slices_is_the_batch_announced_at_o
         await sub.close()
     outcomes = [*first, *rest]
     assert all(isinstance(o, StoredEntry) for o in outcomes)
-    datas = [o.data for o in outcomes if isinstance(o, StoredEntry)]
+    datas = [o for o in outcomes if isinstance(o, StoredEntry)]
     assert seen == datas
     assert [d["chapter"] for d in datas] == [1.0, 2.0, 3.0, 4.0, 5.0]
     versions = [d["version"] for d in datas]
@@ -470,11 +470,11 @@ async def test_a_batch_of_many_statements_stores_what_every_read_returns(
     for i, (w, outcome) in enumerate(zip(second, outcomes, strict=True)):
         assert isinstance(outcome, StoredEntry)
         stored = await runtime.reading_list.get(w.user_id, w.manga_id)
-        assert outcome.data == stored.model_dump(mode="json")
+        assert outcome == stored.model_dump(mode="json")
         assert stored.chapter == i % 3 + 0.25
         listed_before = i < 100
         assert stored.notes == (note if listed_before else "")
-        assert stored.rereading is outcome.data["rereading"] is listed_before
+        assert stored.rereading is outcome["rereading"] is listed_before
         assert stored.volume == (i if listed_before else 0)
         assert stored.started_on == (date(2024, 1, 2) if listed_before else date.today())
 

@@ -60,7 +60,7 @@ from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
-from mangahub.services.reading_list import EntryJSON, EntryWrite, StoredEntry, progress_write
+from mangahub.services.reading_list import EntryWrite, StoredEntry, progress_write
 from mangahub.tcp.batcher import ProgressBatcher
 from mangahub.tcp.protocol import (
     MAX_LINE,
@@ -143,7 +143,7 @@ class _PushLines:
         if event is not self._event:
             data = event.get("data")
             self._event = event
-            if isinstance(data, EntryJSON):  # written in this process: encoded already
+            if isinstance(data, StoredEntry):  # written in this process: encoded already
                 self._line = progress_line(data.encoded)
             elif isinstance(data, dict):
                 self._line = encode({"type": "progress", "data": data})
@@ -487,7 +487,7 @@ class _Connection(asyncio.Protocol):
             return
         if isinstance(outcome, StoredEntry):
             self._counts.ack += 1
-            self._cork(ack_line(message_id, outcome.data.encoded))
+            self._cork(ack_line(message_id, outcome.encoded))
             return
         metrics.TCP_ERRORS.labels(outcome.code).inc()
         self.session.send_error(
