@@ -4,7 +4,6 @@ of ProgressBatcher: the writers are plain functions that count)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -82,7 +81,7 @@ async def offer_all(store: Store, count: int) -> list[EntryPublic | MangaHubErro
     # Offering never yields: the writer task, once it runs, finds every write queued
     # and makes them one batch.
     for i in range(count):
-        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
+        assert batcher.offer(write(i), outcomes.__setitem__, i)
     await batcher.stop()
     assert sorted(outcomes) == list(range(count))  # every write got exactly its reply
     return [outcomes[i] for i in range(count)]
@@ -135,18 +134,18 @@ async def test_a_full_queue_refuses_until_the_writer_takes_a_batch() -> None:
     await batcher.start()
     replies: list[int] = []
     for i in range(4):
-        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+        assert batcher.offer(write(i), lambda i, outcome: replies.append(i), i)
     await asyncio.sleep(0)  # the writer takes 0-3 and waits at the gate
     assert gate.batches == [[0, 1, 2, 3]]
     for i in range(4, 8):
-        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
-    assert not batcher.offer(write(8), lambda outcome: replies.append(8))  # full
+        assert batcher.offer(write(i), lambda i, outcome: replies.append(i), i)
+    assert not batcher.offer(write(8), lambda _, outcome: replies.append(8))  # full
     room = asyncio.create_task(batcher.room())
     await asyncio.sleep(0.01)
     assert not room.done()
     gate.open.set()
     await asyncio.wait_for(room, 5)
-    assert batcher.offer(write(8), lambda outcome: replies.append(8))
+    assert batcher.offer(write(8), lambda _, outcome: replies.append(8))
     await batcher.stop()
     assert gate.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
     assert replies == list(range(9))  # in submission order
@@ -158,12 +157,12 @@ async def test_stopping_answers_what_it_could_not_commit_and_refuses_more() -> N
     await batcher.start()
     outcomes: dict[int, EntryPublic | MangaHubError] = {}
     for i in range(4):
-        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
+        assert batcher.offer(write(i), outcomes.__setitem__, i)
     await batcher.stop(timeout=0.05)  # the gate never opens
     assert sorted(outcomes) == [0, 1, 2, 3]
     assert all(isinstance(o, Unavailable) for o in outcomes.values())
     with pytest.raises(Unavailable):
-        batcher.offer(write(9), lambda outcome: None)
+        batcher.offer(write(9), lambda _, outcome: None)
 
 
 async def test_a_reply_that_raises_does_not_cost_the_others_theirs() -> None:
@@ -173,11 +172,11 @@ async def test_a_reply_that_raises_does_not_cost_the_others_theirs() -> None:
     await batcher.start()
     got: list[int] = []
 
-    def broken(outcome: EntryPublic | MangaHubError) -> None:
+    def broken(_: object, outcome: EntryPublic | MangaHubError) -> None:
         raise RuntimeError("reply bug")
 
     assert batcher.offer(write(0), broken)
-    assert batcher.offer(write(1), lambda outcome: got.append(1))
+    assert batcher.offer(write(1), lambda _, outcome: got.append(1))
     await batcher.stop()
     assert got == [1]
 
@@ -190,11 +189,11 @@ async def test_the_next_transaction_commits_while_the_last_one_is_still_answered
     replies: list[int] = []
     hold = asyncio.Event()
     for i in range(2):
-        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+        assert batcher.offer(write(i), lambda i, outcome: replies.append(i), i)
     await asyncio.sleep(0)  # the writer commits 0-1
     gate.committed[0].hold = hold  # and its replies wait
     for i in range(2, 4):
-        assert batcher.offer(write(i), lambda outcome, i=i: replies.append(i))
+        assert batcher.offer(write(i), lambda i, outcome: replies.append(i), i)
     for _ in range(20):
         await asyncio.sleep(0)
     assert gate.batches == [[0, 1], [2, 3]]  # committed, not held back by the replies
@@ -211,7 +210,7 @@ async def test_a_batch_is_answered_in_slices_and_a_failed_slice_costs_only_itsel
     await batcher.start()
     outcomes: dict[int, EntryPublic | MangaHubError] = {}
     for i in range(5):
-        assert batcher.offer(write(i), functools.partial(outcomes.__setitem__, i))
+        assert batcher.offer(write(i), outcomes.__setitem__, i)
     await asyncio.sleep(0)  # the writer commits all five at once
     gate.committed[0].broken = 2
     await batcher.stop()

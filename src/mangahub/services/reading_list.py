@@ -627,12 +627,10 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
             continue
         entry = apply(before, write.changes, series[write.manga_id], today)
         entry["chapter"] = _normalize(float(entry["chapter"]))
-        entry.update(
-            added_at=now if before is None else before["added_at"],
-            updated_at=now,
-            device=write.device,
-            version=versions[i],
-        )
+        entry["added_at"] = now if before is None else before["added_at"]
+        entry["updated_at"] = now
+        entry["device"] = write.device
+        entry["version"] = versions[i]
         # Never edited once here: a later write of the same entry in this batch
         # applies on a copy (``apply``), so ``done`` keeps this write's own values.
         current[key] = stored[key] = done[i] = entry
@@ -644,9 +642,13 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
         else:
             rows = [_row(users[key[0]], key[1], entry) for key, entry in stored.items()]
             conn.execute(_UPSERTS[dialect], rows)
-    rescored = {writes[i].manga_id for i in done if "score" in writes[i].changes}
-    averages = recompute_averages(conn, scored) if scored else {}
-    moved = {manga_id: average for manga_id, average in averages.items() if manga_id in rescored}
+    moved: dict[int, float | None] = {}
+    if scored:  # the series whose stored scores changed have a new average
+        rescored = {writes[i].manga_id for i in done if "score" in writes[i].changes}
+        averages = recompute_averages(conn, scored)
+        moved = {
+            manga_id: average for manga_id, average in averages.items() if manga_id in rescored
+        }
     return _Stored(outcomes, done, written, _Moment.of(now), moved)
 
 

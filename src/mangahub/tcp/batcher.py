@@ -1,14 +1,14 @@
 """Group commit for progress writes: many concurrent updates, one transaction.
 
 :meth:`ProgressBatcher.offer` queues a write with its ``reply``, a plain function
-called with the write's outcome (the stored entry, or a MangaHubError) only after the
-transaction holding the write has committed (durability first: a client's ``ack`` is
-written by that reply). Replies are called in submission order, straight from the
-writer task: no future, callback or task per write. While one transaction is being
-written, new writes queue up; the next transaction takes all of them (up to
-``max_batch``). There is no artificial delay: under light load every write is its own
-transaction, under heavy load the cost of a commit (an fsync on SQLite, a round trip
-and WAL flush on PostgreSQL) is shared by the whole batch.
+called with the offer's ``tag`` and the write's outcome (the stored entry, or a
+MangaHubError) only after the transaction holding the write has committed (durability
+first: a client's ``ack`` is written by that reply). Replies are called in submission
+order, straight from the writer task: no future, callback or task per write. While one
+transaction is being written, new writes queue up; the next transaction takes all of
+them (up to ``max_batch``). There is no artificial delay: under light load every write
+is its own transaction, under heavy load the cost of a commit (an fsync on SQLite, a
+round trip and WAL flush on PostgreSQL) is shared by the whole batch.
 
 A batch is answered in two steps: its transaction (``commit_many``), then its
 :class:`Committed` outcomes, made and replied a slice of ``announce_slice`` writes at a
@@ -37,7 +37,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -49,8 +49,12 @@ log = logging.getLogger(__name__)
 W = TypeVar("W")  # one write, as the store takes it
 R = TypeVar("R")  # what the store answers for one stored write
 R_co = TypeVar("R_co", covariant=True)
-Reply = Callable[[R | MangaHubError], None]
-"""Called once with a write's outcome, after its transaction; it should not raise."""
+Reply = Callable[[Any, R | MangaHubError], None]
+"""Called once with an offer's tag and its write's outcome, after its transaction; it
+should not raise. (A tag rather than a partial per write: one is offered per update.)"""
+
+
+_Offer = tuple[W, Reply[R], Any]  # a write, its reply and the reply's tag
 
 
 class Committed(Protocol[R_co]):
@@ -83,7 +87,7 @@ class ProgressBatcher(Generic[W, R]):
         self.announce_slice = announce_slice
         # The task answering the last committed batch; the next one waits for it.
         self._announcing: asyncio.Task[None] | None = None
-        self._queue: list[tuple[W, Reply[R]]] = []
+        self._queue: list[_Offer[W, R]] = []
         self._busy = False  # a batch is being committed
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer sleeps on it
         self._room: deque[Callable[[], None]] = deque()  # callers waiting for a full queue
@@ -97,15 +101,15 @@ class ProgressBatcher(Generic[W, R]):
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="progress-batcher")
 
-    def offer(self, write: W, reply: Reply[R]) -> bool:
-        """Queue ``write``; ``reply`` gets its outcome once committed. False (nothing
+    def offer(self, write: W, reply: Reply[R], tag: Any = None) -> bool:
+        """Queue ``write``; ``reply(tag, outcome)`` is called once it is committed. False (nothing
         queued) when the queue is full: wait for :meth:`room` and offer again. Raises
         Unavailable once the batcher is stopping."""
         if self._closing or self._task is None:
             raise Unavailable(_SHUTTING_DOWN)
         if len(self._queue) >= self.max_queue:
             return False
-        self._queue.append((write, reply))
+        self._queue.append((write, reply, tag))
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -191,10 +195,10 @@ class ProgressBatcher(Generic[W, R]):
             finally:
                 self._busy = False
 
-    async def _commit(self, batch: list[tuple[W, Reply[R]]]) -> None:
+    async def _commit(self, batch: list[_Offer[W, R]]) -> None:
         if self._commit_many is not None:
             try:
-                committed = await self._commit_many([write for write, _ in batch])
+                committed = await self._commit_many([offer[0] for offer in batch])
             except (IntegrityError, DataError):
                 log.warning("progress batch of %d failed; retrying one by one", len(batch))
             except Exception as exc:
@@ -213,7 +217,7 @@ class ProgressBatcher(Generic[W, R]):
                 )
                 return
         await self._announced()
-        for write, reply in batch:
+        for write, reply, tag in batch:
             outcome: R | MangaHubError
             try:
                 outcome = await self._write_one(write)
@@ -225,7 +229,7 @@ class ProgressBatcher(Generic[W, R]):
             else:
                 self.transactions += 1
                 self.writes += 1
-            _answer(reply, outcome)
+            _answer(reply, tag, outcome)
 
     async def _announced(self) -> None:
         """Until every committed batch is answered."""
@@ -234,7 +238,7 @@ class ProgressBatcher(Generic[W, R]):
 
     async def _announce(
         self,
-        batch: list[tuple[W, Reply[R]]],
+        batch: list[_Offer[W, R]],
         committed: Committed[R],
         previous: asyncio.Task[None] | None,
     ) -> None:
@@ -251,8 +255,8 @@ class ProgressBatcher(Generic[W, R]):
                 # Stored, but its outcome could not be made: the client retries.
                 log.exception("progress replies for %d writes failed", stop - start)
                 outcomes = [InternalError("could not store progress")] * (stop - start)
-            for (_, reply), outcome in zip(batch[start:stop], outcomes, strict=True):
-                _answer(reply, outcome)
+            for (_, reply, tag), outcome in zip(batch[start:stop], outcomes, strict=True):
+                _answer(reply, tag, outcome)
             if stop < len(batch):
                 await asyncio.sleep(0)
 
@@ -277,16 +281,16 @@ def _unexpected(exc: Exception) -> MangaHubError:
     return InternalError("could not store progress")
 
 
-def _answer(reply: Reply[R], outcome: R | MangaHubError) -> None:
+def _answer(reply: Reply[R], tag: Any, outcome: R | MangaHubError) -> None:
     try:
-        reply(outcome)
+        reply(tag, outcome)
     except Exception:  # one broken reply must not keep the others from theirs
         log.exception("progress reply failed")
 
 
 def _fail_all(
-    batch: Sequence[tuple[W, Reply[R]]],
+    batch: Sequence[_Offer[W, R]],
     error: MangaHubError,
 ) -> None:
-    for _, reply in batch:
-        _answer(reply, error)
+    for _, reply, tag in batch:
+        _answer(reply, tag, error)

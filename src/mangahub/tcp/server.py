@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -714,7 +713,7 @@ class _Connection(asyncio.Protocol):
             device=self.session.device,
             origin=self.session_id,
         )
-        if not self._batcher.offer(write, functools.partial(self._stored, update.id)):
+        if not self._batcher.offer(write, self._stored, update.id):
             return False
         self._in_flight += 1
         return True
