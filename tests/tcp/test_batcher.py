@@ -43,14 +43,15 @@ class Answers:
         self.outcomes = outcomes
         self.slices: list[tuple[int, int]] = []
         self.hold: asyncio.Event | None = None  # set: the first slice waits for it
-        self.broken: int | None = None  # the slice starting here raises
+        self.broken: int | None = None  # the slice starting here raises ``failure``
+        self.failure: Exception = RuntimeError("announce bug")
 
     async def announce(self, start: int, stop: int) -> list[EntryPublic | MangaHubError]:
         self.slices.append((start, stop))
         if self.hold is not None and start == 0:
             await self.hold.wait()
         if start == self.broken:
-            raise RuntimeError("announce bug")
+            raise self.failure
         return self.outcomes[start:stop]
 
 
@@ -203,7 +204,17 @@ async def test_the_next_transaction_commits_while_the_last_one_is_still_answered
     assert replies == [0, 1, 2, 3]
 
 
-async def test_a_batch_is_answered_in_slices_and_a_failed_slice_costs_only_itself() -> None:
+@pytest.mark.parametrize(
+    ("failure", "answer"),
+    [
+        (RuntimeError("announce bug"), "InternalError"),
+        # The database went away after the commit: a retryable error, as it says.
+        (Unavailable("database unavailable; retry later"), "Unavailable"),
+    ],
+)
+async def test_a_batch_is_answered_in_slices_and_a_failed_slice_costs_only_itself(
+    failure: Exception, answer: str
+) -> None:
     gate = Gate()
     gate.open.set()
     batcher = ProgressBatcher(gate.write_one, gate.commit_many, announce_slice=2)
@@ -213,12 +224,13 @@ async def test_a_batch_is_answered_in_slices_and_a_failed_slice_costs_only_itsel
         assert batcher.offer(write(i), outcomes.__setitem__, i)
     await asyncio.sleep(0)  # the writer commits all five at once
     gate.committed[0].broken = 2
+    gate.committed[0].failure = failure
     await batcher.stop()
     assert gate.committed[0].slices == [(0, 2), (2, 4), (4, 5)]
     assert [type(outcomes[i]).__name__ for i in range(5)] == [
         "EntryPublic",
         "EntryPublic",
-        "InternalError",
-        "InternalError",
+        answer,
+        answer,
         "EntryPublic",
     ]

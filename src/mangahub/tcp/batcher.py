@@ -251,10 +251,16 @@ class ProgressBatcher(Generic[W, R]):
             stop = min(start + step, len(batch))
             try:
                 outcomes = await committed.announce(start, stop)
-            except Exception:
-                # Stored, but its outcome could not be made: the client retries.
-                log.exception("progress replies for %d writes failed", stop - start)
-                outcomes = [InternalError("could not store progress")] * (stop - start)
+            except Exception as exc:
+                # Stored, but its outcome could not be made (say the database went away
+                # before the series were read back): the client retries.
+                if isinstance(exc, MangaHubError):
+                    log.warning("progress replies for %d writes failed: %s", stop - start, exc)
+                    error = exc
+                else:
+                    log.exception("progress replies for %d writes failed", stop - start)
+                    error = _unexpected(exc)
+                outcomes = [error] * (stop - start)
             for (_, reply, tag), outcome in zip(batch[start:stop], outcomes, strict=True):
                 _answer(reply, tag, outcome)
             if stop < len(batch):
