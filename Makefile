@@ -10,7 +10,7 @@ PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 # The browser tests drive Debian's Chromium and inject axe-core (pinned by package-lock.json).
 BROWSER_STAMP := node_modules/.installed
 
-.PHONY: run test test-sqlite test-postgres check lint typecheck format bench lock clean proto proto-check
+.PHONY: run test test-sqlite test-postgres native check lint typecheck format bench lock clean proto proto-check
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,17 @@ $(BROWSER_STAMP): package-lock.json scripts/install-browser.sh
 
 ## run: serve every part on the embedded default (SQLite + bundled catalog under ./data)
 run: $(RUNTIME_STAMP)
+	$(BIN)/python scripts/build_native.py
 	$(BIN)/mangahub serve
+
+## native: compile the hottest pure modules with mypyc (a C compiler is needed; without
+## one, or while a compiled module's source has changed since, its source is used)
+native: $(RUNTIME_STAMP)
+	$(BIN)/python scripts/build_native.py --require
 
 ## test: the whole suite on SQLite + in-process bus and on PostgreSQL + Redis, side by side
 ## (the suite mostly waits on sockets and timers, so two runs take the time of one)
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) native
 	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
@@ -76,8 +82,8 @@ bench: $(STAMP)
 ## lock: re-pin dependencies after editing pyproject.toml
 lock: $(STAMP)
 	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip compile -q pyproject.toml -o requirements.lock
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev -o requirements-dev.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra native -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra native --extra dev -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
