@@ -611,8 +611,8 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
     scored = sorted({w.manga_id for w in accepted if "score" in w.changes})
     _lock_manga(conn, scored)
     current = _load_entries(conn, {(w.user_id.int, w.manga_id) for w in accepted}, users)
-    now = utcnow()
-    today = now.date()
+    moment = _Moment.of(utcnow())
+    now, today = moment.now, moment.today  # the very objects _entry_json recognises
     stored: dict[_Key, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
     written: set[int] = set()
@@ -649,7 +649,7 @@ def _store(conn: Connection, writes: Sequence[EntryWrite]) -> _Stored:
         moved = {
             manga_id: average for manga_id, average in averages.items() if manga_id in rescored
         }
-    return _Stored(outcomes, done, written, _Moment.of(now), moved)
+    return _Stored(outcomes, done, written, moment, moved)
 
 
 def _remove(conn: Connection, user_id: uuid.UUID, manga_id: int) -> bool:
