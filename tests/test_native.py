@@ -71,7 +71,7 @@ def test_a_changed_source_runs_as_source_and_nothing_stays_compiled(tmp_path: Pa
     assert ratelimit == str(copy / "mangahub" / "ratelimit.py")
 
 
-def test_only_a_build_of_these_sources_for_this_interpreter_is_used(tmp_path: Path) -> None:
+def test_only_an_intact_build_of_these_sources_for_this_interpreter_is_used(tmp_path: Path) -> None:
     (tmp_path / "mangahub").mkdir()
     (tmp_path / "mangahub" / "ratelimit.py").write_text("RATE = 1\n")
     build = tmp_path / "build"
@@ -91,3 +91,7 @@ def test_only_a_build_of_these_sources_for_this_interpreter_is_used(tmp_path: Pa
     assert built(this, b"RATE = 2\n") == {}  # built from another source
     assert built(".cpython-399-x86_64-linux-gnu.so", b"RATE = 1\n") == {}
     assert _native.usable_build(tmp_path / "nothing", tmp_path) == {}
+    (build / "manifest.json").write_text("{not json")
+    assert _native.usable_build(build, tmp_path) == {}
+    (build / "manifest.json").write_text(json.dumps({"suffix": this}))  # no sources
+    assert _native.usable_build(build, tmp_path) == {}

@@ -29,15 +29,15 @@ def usable_build(directory: Path, sources: Path) -> dict[str, Path]:
     source under ``sources`` (the directory holding the ``mangahub`` package) changed."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
-    except FileNotFoundError:
-        return {}
-    if manifest["suffix"] not in importlib.machinery.EXTENSION_SUFFIXES:
-        return {}
-    for module, digest in manifest["sources"].items():
-        source = sources.joinpath(*module.split(".")).with_suffix(".py")
-        if hashlib.sha256(source.read_bytes()).hexdigest() != digest:
+        if manifest["suffix"] not in importlib.machinery.EXTENSION_SUFFIXES:
             return {}
-    return {module: directory / name for module, name in manifest["extensions"].items()}
+        for module, digest in manifest["sources"].items():
+            source = sources.joinpath(*module.split(".")).with_suffix(".py")
+            if hashlib.sha256(source.read_bytes()).hexdigest() != digest:
+                return {}
+        return {module: directory / name for module, name in manifest["extensions"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no build, or a broken one: the sources run
 
 
 class _Finder(importlib.abc.MetaPathFinder):
