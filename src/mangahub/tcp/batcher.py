@@ -202,9 +202,7 @@ class ProgressBatcher(Generic[W, R]):
             except (IntegrityError, DataError):
                 log.warning("progress batch of %d failed; retrying one by one", len(batch))
             except Exception as exc:
-                error = exc if isinstance(exc, MangaHubError) else _unexpected(exc)
-                if not isinstance(exc, MangaHubError):
-                    log.exception("progress batch of %d failed", len(batch))
+                error = _failure(exc, "progress batch of %d failed", len(batch))
                 await self._announced()  # replies leave in submission order
                 _fail_all(batch, error)
                 return
@@ -254,12 +252,7 @@ class ProgressBatcher(Generic[W, R]):
             except Exception as exc:
                 # Stored, but its outcome could not be made (say the database went away
                 # before the series were read back): the client retries.
-                if isinstance(exc, MangaHubError):
-                    log.warning("progress replies for %d writes failed: %s", stop - start, exc)
-                    error = exc
-                else:
-                    log.exception("progress replies for %d writes failed", stop - start)
-                    error = _unexpected(exc)
+                error = _failure(exc, "progress replies for %d writes failed", stop - start)
                 outcomes = [error] * (stop - start)
             for (_, reply, tag), outcome in zip(batch[start:stop], outcomes, strict=True):
                 _answer(reply, tag, outcome)
@@ -277,6 +270,15 @@ def _call(callback: Callable[[], None]) -> None:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _failure(exc: Exception, message: str, count: int) -> MangaHubError:
+    """What the replies of ``count`` writes carry when ``exc`` stopped them: a
+    MangaHubError as it is, anything else logged (``message``) and mapped."""
+    if isinstance(exc, MangaHubError):
+        return exc
+    log.exception(message, count)
+    return _unexpected(exc)
 
 
 def _unexpected(exc: Exception) -> MangaHubError:
