@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src"
 OUTPUT = SOURCE / "mangahub" / "_native"
 
-# The TCP door's per-line work: cutting and parsing lines, the message rate limit.
-MODULES = ("mangahub.tcp.protocol", "mangahub.ratelimit")
+# The TCP door's per-line work (cutting and parsing lines, the message rate limit) and
+# the reading list's per-write work (the rules, the transaction, the entries' JSON).
+MODULES = ("mangahub.tcp.protocol", "mangahub.ratelimit", "mangahub.services.entry_writes")
 
 
 def source_of(module: str) -> Path:

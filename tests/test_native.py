@@ -4,6 +4,7 @@ they were built from, and never once a source has changed (the source runs inste
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.machinery
 import json
 import shutil
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 
 import mangahub
-import mangahub.ratelimit
-import mangahub.tcp.protocol
 from mangahub import _native
 
 SOURCES = Path(mangahub.__file__).resolve().parent.parent
 BUILT = _native.usable_build(_native.DIRECTORY, SOURCES)
 needs_build = pytest.mark.skipif(not BUILT, reason="no native build: run `make native`")
+# What scripts/build_native.py compiles.
+NATIVE = {"mangahub.tcp.protocol", "mangahub.ratelimit", "mangahub.services.entry_writes"}
 
 PROBE = (
     "import mangahub._native as n, mangahub.tcp.protocol as p, mangahub.ratelimit as r; "
@@ -46,8 +47,9 @@ def probe(sources: Path) -> tuple[str, str, str]:
 
 @needs_build
 def test_this_process_runs_the_compiled_modules() -> None:
-    assert _native.COMPILED == {"mangahub.tcp.protocol", "mangahub.ratelimit"}
-    for module in (mangahub.tcp.protocol, mangahub.ratelimit):
+    assert _native.COMPILED == NATIVE
+    for name in NATIVE:
+        module = importlib.import_module(name)
         assert module.__file__ is not None
         assert module.__file__.endswith(importlib.machinery.EXTENSION_SUFFIXES[0])
 
@@ -59,7 +61,7 @@ def test_a_changed_source_runs_as_source_and_nothing_stays_compiled(tmp_path: Pa
         SOURCES / "mangahub", copy / "mangahub", ignore=shutil.ignore_patterns("__pycache__")
     )
     compiled, protocol, _ = probe(copy)
-    assert compiled == "['mangahub.ratelimit', 'mangahub.tcp.protocol']"
+    assert compiled == str(sorted(NATIVE))
     assert protocol.endswith(".so")
 
     # One source edited: all or none (compiled modules call each other's machine code).

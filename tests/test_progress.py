@@ -15,7 +15,7 @@ from mangahub.app import Runtime
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import NotFound, ValidationFailed
 from mangahub.domain.schemas import EntryPublic
-from mangahub.services.reading_list import EntryWrite, StoredEntry, _row_chunks, progress_write
+from mangahub.services.entry_writes import EntryWrite, StoredEntry, _row_chunks, progress_write
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import (
     UNKNOWN_MANGA,

@@ -12,7 +12,7 @@ import pytest
 from mangahub.app import Runtime
 from mangahub.domain.enums import MangaStatus, ReadingStatus
 from mangahub.domain.errors import NotFound
-from mangahub.services.reading_list import SeriesFacts, apply
+from mangahub.services.entry_writes import SeriesFacts, apply
 from mangahub.storage.models import Manga
 from tests.conftest import MakeUser, UserSession
 from tests.test_library import assert_error, new_manga

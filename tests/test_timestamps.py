@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.dialects import sqlite
 
 from mangahub.domain.timestamps import utc_timestamp
-from mangahub.services.reading_list import _json_timestamp
+from mangahub.services.entry_writes import _json_timestamp
 from mangahub.storage.models import ReadingEntry
 
 _SCHEMA = TypeAdapter(datetime)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from mangahub.domain.enums import ReadingStatus
 from mangahub.domain.errors import MangaHubError, Unavailable
 from mangahub.domain.schemas import EntryPublic
-from mangahub.services.reading_list import EntryWrite, progress_write
+from mangahub.services.entry_writes import EntryWrite, progress_write
 from mangahub.tcp.batcher import ProgressBatcher
 
 USER = uuid.uuid4()

@@ -43,7 +43,7 @@ from mangahub.readmodels.catalog import publish_catalog_changed
 from mangahub.services._common import publish_all_after_commit, recompute_averages
 from mangahub.services.catalog import build_search_text, slugify, unique_slug
 from mangahub.services.catalog.writes import lock_catalog
-from mangahub.services.reading_list import check_changes
+from mangahub.services.entry_writes import check_changes
 from mangahub.sources.titles import normalize_title
 from mangahub.storage.database import Database
 from mangahub.storage.models import Genre, Manga, MangaGenre, ReadingEntry, User

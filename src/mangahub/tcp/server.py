@@ -59,7 +59,7 @@ from mangahub.bus import MISSED, Event, Subscription
 from mangahub.domain.errors import Forbidden, MangaHubError, Unauthorized
 from mangahub.domain.schemas import EntryPublic
 from mangahub.security.tokens import Principal
-from mangahub.services.reading_list import EntryWrite, StoredEntry, progress_write
+from mangahub.services.entry_writes import EntryWrite, StoredEntry, progress_write
 from mangahub.tcp.batcher import ProgressBatcher
 from mangahub.tcp.protocol import (
     MAX_LINE,

@@ -12,7 +12,7 @@ from pydantic import BeforeValidator
 from mangahub.domain.enums import EntrySort, ReadingStatus
 from mangahub.domain.schemas import EntryAdd, EntryPublic, EntryUpdate, Page
 from mangahub.http.deps import CurrentUser, PageParams, RuntimeDep
-from mangahub.services.reading_list import MAX_DEVICE_LENGTH
+from mangahub.services.entry_writes import MAX_DEVICE_LENGTH
 
 router = APIRouter(
     tags=["library"], responses={401: {"description": "Missing or invalid access token"}}
