@@ -14,7 +14,19 @@ Measured for each server, with the same client code:
   either server answers on this box, so acks received inside the window / seconds is
   the server's capacity (the table says when a server kept up with the offer, i.e.
   was not saturated, and the number then is only the offer). Each update is also
-  pushed to the user's other device. Server CPU per acked update over the same phase.
+  pushed to the user's other device. Server CPU per acked update over the same window
+  (until every update sent in it is answered).
+
+Both servers run for the whole run. The held-connection and latency phases run on one
+server, then on the other. The capacity phase runs in paired rounds (``--rounds``,
+default 3): each server keeps its own writers connected, and a round is one window on
+each server, one after the other, never both at once, the first alternating (bare
+first in round 1, MangaHub first in round 2, ...). Why: on a shared machine one 10 s
+window swings by +-15 % and the machine drifts more over minutes, so one window per
+server, minutes apart, gives mostly noise as a ratio. A round pairs the two servers
+within ~25 s of each other; the table's ratio is the median of the rounds' ratios
+(MangaHub / bare in each round), its absolute numbers each server's median over the
+rounds, and the line under it lists every round.
 
 The MangaHub server is the real CLI (``python -m mangahub serve tcp``) over SQLite in a
 temp dir; users are registered and tokens signed with the server's own secret before
@@ -24,7 +36,7 @@ every other connection of the same "user" (the token). Clients run in separate
 processes (``multiprocessing``, uvloop); one system-wide monotonic clock.
 
     .venv/bin/python bench/tcp_bench.py            # default run, about 2 minutes
-    .venv/bin/python bench/tcp_bench.py --quick    # smoke run
+    .venv/bin/python bench/tcp_bench.py --quick    # smoke run, one round
 """
 
 from __future__ import annotations
@@ -32,13 +44,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -57,6 +71,8 @@ from common import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("baseline", "mangahub")
+LABELS = {"baseline": "bare", "mangahub": "MangaHub"}
 
 
 # --- baseline server ----------------------------------------------------------------------
@@ -118,6 +134,7 @@ class Conn:
         self.reader = reader
         self.writer = writer
         self.task: asyncio.Task[None] | None = None
+        self.sent = 0  # progress updates sent by the capacity phase, over all its windows
 
 
 async def _connect(port: int, user: int, token: str, device: str) -> Conn:
@@ -141,6 +158,24 @@ async def _open_all(port: int, plan: list[tuple[int, str, int]]) -> list[Conn]:
 
 async def _recv(pipe: Connection) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+
+async def _keepalive(conns: list[Conn], every: float = 60.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        for c in conns:
+            c.writer.write(b'{"type":"ping"}\n')
+
+
+async def _next_command(pipe: Connection, conns: list[Conn]) -> Any:
+    """The driver's next command. A writer group waits through the other server's
+    capacity windows, and MangaHub closes a connection silent for 90 s: a ping a minute
+    while waiting (never within the default run's gaps of ~30 s)."""
+    keepalive = asyncio.create_task(_keepalive(conns))
+    try:
+        return await _recv(pipe)
+    finally:
+        keepalive.cancel()
 
 
 async def _worker(pipe: Connection, port: int, plan: list[tuple[int, str, int]]) -> None:
@@ -189,7 +224,7 @@ async def _worker(pipe: Connection, port: int, plan: list[tuple[int, str, int]])
         c.task = asyncio.create_task(read(c))
     pipe.send(("ready", len(conns)))
     loop = asyncio.get_running_loop()
-    while (cmd := await _recv(pipe)) != "stop":
+    while (cmd := await _next_command(pipe, conns)) != "stop":
         if cmd[0] == "latency":
             _, count, rate, manga_ids, base = cmd
             lat: list[float] = []
@@ -234,7 +269,10 @@ async def _worker(pipe: Connection, port: int, plan: list[tuple[int, str, int]])
 async def _throughput(
     conns: list[Conn], seconds: float, rate: float, window: int, manga_ids: list[int], go_at: float
 ) -> dict[str, Any]:
-    """Every connection writes at ``rate``/s with at most ``window`` unanswered updates."""
+    """Every connection writes at ``rate``/s with at most ``window`` unanswered updates,
+    for ``seconds`` from ``go_at``; then waits until every update sent is answered, so
+    that a next call (the next window) starts with nothing in flight. Counts restart
+    with each call; the updates' ids and chapters go on from the previous calls."""
     loop = asyncio.get_running_loop()
     counters = {"acks": 0, "errors": 0, "pushes": 0, "counting": 1, "sent": 0}
     codes: dict[str, int] = {}
@@ -273,17 +311,19 @@ async def _throughput(
             while n - answered.get(id(c), 0) >= window:
                 ev.clear()
                 await ev.wait()
+            seq = c.sent
             update = {
                 "type": "progress_update",
-                "id": n,
+                "id": seq,
                 "data": {
-                    "manga_id": manga_ids[(k + n) % len(manga_ids)],
-                    "chapter": float(n % 100_000),
+                    "manga_id": manga_ids[(k + seq) % len(manga_ids)],
+                    "chapter": float(seq % 100_000),
                     "status": "reading",
                 },
             }
             c.writer.write(orjson.dumps(update) + b"\n")
             n += 1
+            c.sent += 1
             counters["sent"] += 1
 
     for c in conns:
@@ -293,10 +333,21 @@ async def _throughput(
     await asyncio.sleep(seconds)
     counters["counting"] = 0
     acks_in_window = counters["acks"]
-    await asyncio.wait(writers, timeout=5)
-    await asyncio.sleep(1.0)
-    acks_total = sum(answered.values()) - counters["errors"]
-    return {**counters, "acks": acks_in_window, "acks_total": acks_total, "codes": codes}
+    _, stuck = await asyncio.wait(writers, timeout=5)
+    for task in stuck:  # waiting on a full window that is not answered
+        task.cancel()
+    deadline = loop.time() + 15
+    while sum(answered.values()) < counters["sent"] and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # the last pushes land, the server settles
+    answered_total = sum(answered.values())
+    return {
+        **counters,
+        "acks": acks_in_window,
+        "acks_total": answered_total - counters["errors"],
+        "unanswered": counters["sent"] - answered_total,
+        "codes": codes,
+    }
 
 
 def worker_main(pipe: Connection, port: int, plan: list[tuple[int, str, int]]) -> None:
@@ -380,6 +431,28 @@ async def prepare_mangahub(data_dir: Path, users: int) -> tuple[list[str], list[
 
 
 @dataclass
+class Window:
+    """One capacity window on one server."""
+
+    seconds: float
+    acks: int = 0  # received inside the window: the capacity
+    acks_total: int = 0  # every update of the window acked: the CPU divisor
+    sent: int = 0
+    errors: int = 0
+    unanswered: int = 0
+    pushes: int = 0
+    cpu: float = 0.0
+
+    @property
+    def acks_per_s(self) -> float:
+        return self.acks / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_ack(self) -> float:
+        return 1e6 * self.cpu / max(1, self.acks_total)
+
+
+@dataclass
 class Result:
     name: str
     held: int = 0
@@ -387,14 +460,8 @@ class Result:
     rss_held_kib: int = 0
     latency_ms: list[float] = field(default_factory=list)
     latency_missing: int = 0
-    tp_acks: int = 0
-    tp_sent: int = 0
-    tp_errors: int = 0
-    tp_pushes: int = 0
-    tp_seconds: float = 0.0
-    tp_cpu: float = 0.0
-    tp_acks_total: int = 0
     tp_writers: int = 0
+    windows: list[Window] = field(default_factory=list)  # one a round
     codes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -407,7 +474,20 @@ class Result:
 
     @property
     def acks_per_s(self) -> float:
-        return self.tp_acks / self.tp_seconds if self.tp_seconds else 0.0
+        """Median over the rounds."""
+        return statistics.median(w.acks_per_s for w in self.windows)
+
+    @property
+    def cpu_us_per_ack(self) -> float:
+        """Median over the rounds."""
+        return statistics.median(w.cpu_us_per_ack for w in self.windows)
+
+    def total(self, count: Callable[[Window], int]) -> int:
+        return sum(count(w) for w in self.windows)
+
+    def add_codes(self, phase: str, codes: dict[str, int]) -> None:
+        for k, v in codes.items():
+            self.codes[f"{phase}:{k}"] = self.codes.get(f"{phase}:{k}", 0) + v
 
 
 def plan_for(tokens: list[str], devices: int, workers: int) -> list[list[tuple[int, str, int]]]:
@@ -418,66 +498,119 @@ def plan_for(tokens: list[str], devices: int, workers: int) -> list[list[tuple[i
     return plans
 
 
-def measure(
-    server: ServerProc,
-    tokens: list[str],
-    writer_tokens: list[str],
-    ids: list[int],
-    a: argparse.Namespace,
+@contextlib.contextmanager
+def client_group(
+    server: ServerProc, plans: list[list[tuple[int, str, int]]]
+) -> Iterator[list[ClientProcess]]:
+    """One client process a plan, each holding its plan's connections to ``server``."""
+    group = [ClientProcess(worker_main, server.port, p) for p in plans]
+    try:
+        yield group
+    finally:
+        for w in group:
+            w.finish()
+
+
+def connected(group: list[ClientProcess]) -> int:
+    """Wait until every process of ``group`` holds its connections; how many in all."""
+    return sum(w.expect("ready", 120) for w in group)
+
+
+def measure_held(
+    server: ServerProc, tokens: list[str], ids: list[int], a: argparse.Namespace
 ) -> Result:
+    """Held connections (RSS) and update -> push latency on them."""
     r = Result(server.name)
-    warm = ClientProcess(
-        worker_main, server.port, plan_for(tokens[:2], 2, 1)[0]
-    )  # warm up lazy imports
-    warm.expect("ready")
-    warm.finish()
+    with client_group(server, plan_for(tokens[:2], 2, 1)) as warm:  # warm up lazy imports
+        connected(warm)
     time.sleep(0.5)
     r.rss_before_kib = server.rss_kib()
-    group = [
-        ClientProcess(worker_main, server.port, p) for p in plan_for(tokens, a.devices, a.workers)
-    ]
-    r.held = sum(w.expect("ready", 120) for w in group)
-    time.sleep(1.0)
-    r.rss_held_kib = server.rss_kib()
-    per = a.updates // a.workers
-    for k, w in enumerate(group):
-        w.pipe.send(("latency", per, a.latency_rate / a.workers, ids, 10_000 + k * per))
-    for w in group:
-        got = w.expect("latency", 120)
-        r.latency_ms += got["ms"]
-        r.latency_missing += got["missing"]
-        for k, v in got["codes"].items():
-            r.codes[f"latency:{k}"] = r.codes.get(f"latency:{k}", 0) + v
-    for w in group:
-        w.finish()
+    with client_group(server, plan_for(tokens, a.devices, a.workers)) as group:
+        r.held = connected(group)
+        time.sleep(1.0)
+        r.rss_held_kib = server.rss_kib()
+        per = a.updates // a.workers
+        for k, w in enumerate(group):
+            w.pipe.send(("latency", per, a.latency_rate / a.workers, ids, 10_000 + k * per))
+        for w in group:
+            got = w.expect("latency", 120)
+            r.latency_ms += got["ms"]
+            r.latency_missing += got["missing"]
+            r.add_codes("latency", got["codes"])
     time.sleep(0.5)
-    group = [
-        ClientProcess(worker_main, server.port, p)
-        for p in plan_for(writer_tokens, a.writer_devices, a.workers)
-    ]
-    r.tp_writers = sum(w.expect("ready", 120) for w in group)
+    return r
+
+
+def capacity_window(
+    r: Result,
+    server: ServerProc,
+    writers: list[ClientProcess],
+    ids: list[int],
+    a: argparse.Namespace,
+) -> Window:
+    """One window of the capacity phase on ``server`` (its writer group ``writers``),
+    appended to ``r``. It ends once every update sent in it is answered."""
+    win = Window(a.seconds)
     go = time.monotonic() + 0.5
     cpu0 = server.cpu_seconds()
-    for w in group:
+    for w in writers:
         w.pipe.send(("throughput", a.seconds, a.rate, a.window, ids, go))
-    for w in group:
+    for w in writers:
         got = w.expect("throughput", a.seconds + 60)
-        r.tp_acks += got["acks"]
-        r.tp_sent += got["sent"]
-        r.tp_acks_total += got["acks_total"]
-        r.tp_errors += got["errors"]
-        r.tp_pushes += got["pushes"]
-        for k, v in got["codes"].items():
-            r.codes[f"throughput:{k}"] = r.codes.get(f"throughput:{k}", 0) + v
-    r.tp_cpu = server.cpu_seconds() - cpu0
-    r.tp_seconds = a.seconds
-    for w in group:
-        w.finish()
-    return r
+        win.acks += got["acks"]
+        win.acks_total += got["acks_total"]
+        win.sent += got["sent"]
+        win.errors += got["errors"]
+        win.unanswered += got["unanswered"]
+        win.pushes += got["pushes"]
+        r.add_codes("throughput", got["codes"])
+    win.cpu = server.cpu_seconds() - cpu0
+    r.windows.append(win)
+    return win
+
+
+def round_order(i: int) -> tuple[str, ...]:
+    """Which server goes first alternates: baseline in round 0, MangaHub in round 1, ..."""
+    return SERVERS if i % 2 == 0 else SERVERS[::-1]
+
+
+def paired_ratios(b: Result, m: Result, metric: Callable[[Window], float]) -> list[float]:
+    """MangaHub ÷ bare of ``metric``, one a round."""
+    return [
+        metric(y) / metric(x) if metric(x) else float("nan")
+        for x, y in zip(b.windows, m.windows, strict=True)
+    ]
+
+
+def times(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.2f}x"
+
+
+def median_ratio(ratios: list[float]) -> str:
+    known = [x for x in ratios if not math.isnan(x)]
+    return times(statistics.median(known)) if known else "n/a"
+
+
+def rounds_line(b: Result, m: Result) -> str:
+    speed = paired_ratios(b, m, lambda w: w.acks_per_s)
+    cost = paired_ratios(b, m, lambda w: w.cpu_us_per_ack)
+    rounds = []
+    for i, (x, y) in enumerate(zip(b.windows, m.windows, strict=True)):
+        first = LABELS[round_order(i)[0]]
+        rounds.append(
+            f"{i + 1} ({first} first) {x.acks_per_s:,.0f} / {y.acks_per_s:,.0f} = "
+            f"{times(speed[i])}, {x.cpu_us_per_ack:.1f} / {y.cpu_us_per_ack:.1f} µs = "
+            f"{times(cost[i])}"
+        )
+    return (
+        "capacity rounds (bare / MangaHub acked updates/s = ratio, bare / MangaHub CPU per "
+        f"acked update = ratio): {'; '.join(rounds)}"
+    )
 
 
 def table(b: Result, m: Result, a: argparse.Namespace) -> str:
     offered = m.tp_writers * a.rate
+    rounds = f"{len(m.windows)} round{'s' if len(m.windows) > 1 else ''}"
     rows = [
         (f"held connections ({a.users} users x {a.devices})", f"{b.held}", f"{m.held}", ""),
         (
@@ -500,16 +633,16 @@ def table(b: Result, m: Result, a: argparse.Namespace) -> str:
         ),
         (
             f"acked updates/s ({m.tp_writers} writers, <= {a.rate:g}/s each: "
-            f"{offered:,.0f}/s offered)",
+            f"{offered:,.0f}/s offered), median of {rounds}",
             f"{b.acks_per_s:,.0f}",
             f"{m.acks_per_s:,.0f}",
-            ratio(m.acks_per_s, b.acks_per_s),
+            median_ratio(paired_ratios(b, m, lambda w: w.acks_per_s)),
         ),
         (
-            "server CPU per acked update (µs)",
-            f"{1e6 * b.tp_cpu / max(1, b.tp_acks_total):.1f}",
-            f"{1e6 * m.tp_cpu / max(1, m.tp_acks_total):.1f}",
-            ratio(m.tp_cpu / max(1, m.tp_acks_total), b.tp_cpu / max(1, b.tp_acks_total)),
+            f"server CPU per acked update (µs), median of {rounds}",
+            f"{b.cpu_us_per_ack:.1f}",
+            f"{m.cpu_us_per_ack:.1f}",
+            median_ratio(paired_ratios(b, m, lambda w: w.cpu_us_per_ack)),
         ),
     ]
     lines = [
@@ -517,24 +650,64 @@ def table(b: Result, m: Result, a: argparse.Namespace) -> str:
         "|---|---:|---:|---:|",
         *(f"| {x} | {y} | {z} | {w} |" for x, y, z, w in rows),
     ]
-    kept_up = [r.name for r in (b, m) if r.acks_per_s >= 0.95 * r.tp_writers * a.rate]
+    kept_up = [LABELS[r.name] for r in (b, m) if r.acks_per_s >= 0.95 * r.tp_writers * a.rate]
     saturation = (
         f"NOT SATURATED ({', '.join(kept_up)} kept up with the offer: that number is only "
         "the offer, not a capacity; raise --writer-users)"
         if kept_up
         else "both saturated (each acked less than the offer: the numbers are capacities)"
     )
+
+    def both(count: Callable[[Window], int]) -> str:
+        return f"MangaHub {m.total(count)} / bare {b.total(count)}"
+
     notes = (
         f"capacity phase: {saturation}; latency: {len(m.latency_ms)}/{len(b.latency_ms)} "
         f"updates (MangaHub/bare) at "
         f"{a.latency_rate:g}/s total, missing MangaHub {m.latency_missing}, bare "
-        f"{b.latency_missing}; throughput: {a.seconds:g} s, window {a.window}/writer, acked in all "
-        f"(CPU divisor) MangaHub {m.tp_acks_total} / bare {b.tp_acks_total}, sent MangaHub "
-        f"{m.tp_sent} / bare {b.tp_sent}, errors MangaHub {m.tp_errors} / bare {b.tp_errors}, "
-        f"pushes received MangaHub {m.tp_pushes} / bare {b.tp_pushes}; "
+        f"{b.latency_missing}; throughput: {rounds} of {a.seconds:g} s a "
+        f"server, window {a.window}/writer, over all rounds: acked in all (CPU divisor) "
+        f"{both(lambda w: w.acks_total)}, sent {both(lambda w: w.sent)}, errors "
+        f"{both(lambda w: w.errors)}, unanswered {both(lambda w: w.unanswered)}, pushes "
+        f"received {both(lambda w: w.pushes)}; "
         f"error codes MangaHub {m.codes or 'none'} / bare {b.codes or 'none'}"
     )
-    return "\n".join(lines) + "\n\n" + notes
+    return "\n".join(lines) + "\n\n" + rounds_line(b, m) + "\n\n" + notes
+
+
+def measure_all(
+    work: Path,
+    data_dir: Path,
+    tokens: dict[str, list[str]],
+    ids: list[int],
+    a: argparse.Namespace,
+    log: Callable[[str], None],
+) -> dict[str, Result]:
+    """Both servers up for the whole run: the held-connection and latency phases on one,
+    then the other; then ``a.rounds`` paired capacity rounds."""
+    results: dict[str, Result] = {}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, ServerProc] = {}
+        for name in SERVERS:
+            log(f"{name}: starting")
+            servers[name] = stack.enter_context(start_server(name, work, data_dir))
+        for name in SERVERS:
+            r = results[name] = measure_held(servers[name], tokens[name][: a.users], ids, a)
+            log(f"{name}: held {r.held}, {r.rss_per_conn:.1f} KiB/conn, p50 {r.p(0.5):.2f} ms")
+        writers: dict[str, list[ClientProcess]] = {}
+        for name in SERVERS:
+            plans = plan_for(tokens[name][a.users :], a.writer_devices, a.workers)
+            writers[name] = stack.enter_context(client_group(servers[name], plans))
+            results[name].tp_writers = connected(writers[name])
+            log(f"{name}: {results[name].tp_writers} writers connected")
+        for i in range(a.rounds):
+            for name in round_order(i):
+                w = capacity_window(results[name], servers[name], writers[name], ids, a)
+                log(
+                    f"round {i + 1}/{a.rounds} {name}: {w.acks_per_s:,.0f} acks/s, "
+                    f"{w.cpu_us_per_ack:.1f} µs/update"
+                )
+    return results
 
 
 def drive(a: argparse.Namespace) -> None:
@@ -543,27 +716,22 @@ def drive(a: argparse.Namespace) -> None:
     if limit < need:
         sys.exit(f"open-files limit {limit} too low (need {need})")
     started = time.monotonic()
-    results: dict[str, Result] = {}
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {message}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="tcp-bench-") as tmp:
         work = Path(tmp)
         data_dir = work / "data"
         data_dir.mkdir()
-        print(f"[{time.monotonic() - started:5.1f}s] registering {a.users} users", flush=True)
+        log(f"registering {a.users + a.writer_users} users")
         import uvloop
 
         accounts, ids = uvloop.run(prepare_mangahub(data_dir, a.users + a.writer_users))
         plain = [f"user{i}" for i in range(a.users + a.writer_users)]
-        for name, toks in (("baseline", plain), ("mangahub", accounts)):
-            print(f"[{time.monotonic() - started:5.1f}s] {name}: starting", flush=True)
-            with start_server(name, work, data_dir) as server:
-                held, writers = toks[: a.users], toks[a.users :]
-                r = results[name] = measure(server, held, writers, ids, a)
-            print(
-                f"[{time.monotonic() - started:5.1f}s] {name}: held {r.held}, "
-                f"{r.rss_per_conn:.1f} KiB/conn, p50 {r.p(0.5):.2f} ms, "
-                f"{r.acks_per_s:,.0f} acks/s",
-                flush=True,
-            )
+        results = measure_all(
+            work, data_dir, {"baseline": plain, "mangahub": accounts}, ids, a, log
+        )
     header = (
         f"TCP bench, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, MangaHub on SQLite, "
@@ -586,6 +754,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=45.0, help="updates/s per writer")
     parser.add_argument("--window", type=int, default=16, help="updates in flight/writer")
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    parser.add_argument("--rounds", type=int, help="paired capacity rounds (default 3, --quick 1)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
     a = parser.parse_args()
@@ -597,6 +766,10 @@ def main() -> None:
         return
     if a.quick:
         a.users, a.writer_users, a.updates, a.seconds = 20, 500, 80, 3.0
+    if a.rounds is None:
+        a.rounds = 1 if a.quick else 3
+    if a.rounds < 1:
+        parser.error("--rounds must be at least 1")
     drive(a)
 
 
