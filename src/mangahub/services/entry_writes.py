@@ -712,17 +712,30 @@ def _multirow(sql: str, rows: int) -> str:
 Summaries = dict[int, dict[str, Any]]
 
 
+class WrittenSeries(NamedTuple):
+    """The series of a committed batch's entries: each summary, and its JSON encoded
+    once for all the batch's entries of that series."""
+
+    summaries: Summaries
+    encoded: dict[int, orjson.Fragment]
+
+    @classmethod
+    def of(cls, summaries: Summaries) -> WrittenSeries:
+        encoded = {key: orjson.Fragment(orjson.dumps(s)) for key, s in summaries.items()}
+        return cls(summaries, encoded)
+
+
 def announced(
     writes: Sequence[EntryWrite],
     stored: Stored,
-    manga: Summaries,
+    series: WrittenSeries,
     topics: dict[int, str],
     start: int,
     stop: int,
 ) -> tuple[builtins.list[StoredOutcome], builtins.list[tuple[str, Event]]]:
     """The outcomes of writes ``start:stop`` of a committed batch and the events that
-    push them, in order; ``manga`` holds the written series. ``topics`` keeps each
-    user's topic from slice to slice (a UUID's str() costs a microsecond)."""
+    push them, in order. ``topics`` keeps each user's topic from slice to slice (a
+    UUID's str() costs a microsecond)."""
     outcomes: builtins.list[StoredOutcome] = []
     events: builtins.list[tuple[str, Event]] = []
     moment = stored.moment
@@ -730,11 +743,12 @@ def announced(
         outcome = stored.outcomes[i]
         if outcome is None:
             write = writes[i]
-            summary = manga.get(write.manga_id)
+            summary = series.summaries.get(write.manga_id)
             if summary is None:  # deleted since the commit, and the entry with it
                 outcomes.append(manga_not_found(write.manga_id))
                 continue
-            entry = _entry_json(write.manga_id, stored.done[i], summary, moment)
+            encoded = series.encoded[write.manga_id]
+            entry = _entry_json(write.manga_id, stored.done[i], summary, encoded, moment)
             outcome = entry
             topic = topics.get(write.user_id.int)
             if topic is None:
@@ -748,11 +762,15 @@ def announced(
 
 
 def _entry_json(
-    manga_id: int, entry: Mapping[str, Any], manga: dict[str, Any], moment: _Moment
+    manga_id: int,
+    entry: Mapping[str, Any],
+    manga: dict[str, Any],
+    manga_encoded: orjson.Fragment,
+    moment: _Moment,
 ) -> StoredEntry:
     """``EntryPublic(...).model_dump(mode="json")`` of an entry stored at ``moment``,
     without the schema (its values are already of the schema's types; a test holds
-    them equal)."""
+    them equal), encoded around its series' JSON (``manga_encoded``)."""
     now, stamp = moment.now, moment.stamp
     added_at = entry["added_at"]
     updated_at = entry["updated_at"]
@@ -772,10 +790,11 @@ def _entry_json(
             "updated_at": stamp if updated_at is now else utc_timestamp(updated_at),
             "version": entry["version"],
             "device": entry["device"],
-            "manga": manga,
+            "manga": manga_encoded,
         }
     )
     data.encoded = orjson.dumps(data)
+    data["manga"] = manga  # the summary itself, for whoever reads the entry
     return data
 
 

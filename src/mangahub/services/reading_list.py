@@ -44,6 +44,7 @@ from mangahub.services.entry_writes import (
     StoredOutcome,
     Summaries,
     WriteMode,
+    WrittenSeries,
     announced,
     not_listed,
     progress_write,
@@ -66,7 +67,7 @@ class CommittedWrites:
     announces one batch in slices while the next batch's transaction runs, so
     neither waits for the other."""
 
-    __slots__ = ("_bus", "_summaries", "_writes", "_stored", "_manga", "_topics")
+    __slots__ = ("_bus", "_summaries", "_writes", "_stored", "_series", "_topics")
 
     def __init__(
         self,
@@ -79,20 +80,20 @@ class CommittedWrites:
         self._summaries = summaries
         self._writes = writes
         self._stored = stored
-        self._manga: Summaries | None = None  # the written series, loaded by the first slice
+        self._series: WrittenSeries | None = None  # loaded by the first slice
         self._topics: dict[int, str] = {}  # each user's topic, made once per batch
 
     async def announce(self, start: int, stop: int) -> list[StoredOutcome]:
         """The outcomes of writes ``start:stop``, their events published (call with
         consecutive slices, from 0)."""
         writes, stored = self._writes, self._stored
-        manga = self._manga
-        if manga is None:
-            written = stored.manga_ids
-            manga = self._manga = await self._summaries(written, stored.averages)
+        series = self._series
+        if series is None:
+            found = await self._summaries(stored.manga_ids, stored.averages)
+            series = self._series = WrittenSeries.of(found)
             if stored.averages:  # their average_rating moved
                 await publish_catalog_changed(self._bus, *sorted(stored.averages))
-        outcomes, events = announced(writes, stored, manga, self._topics, start, stop)
+        outcomes, events = announced(writes, stored, series, self._topics, start, stop)
         # All at once, so a Redis bus sends them in one pipeline (in this order).
         await publish_all_after_commit(self._bus, events)
         return outcomes
