@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mangahub._native import source_of, usable_build
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src"
 OUTPUT = SOURCE / "mangahub" / "_native"
@@ -32,10 +34,6 @@ OUTPUT = SOURCE / "mangahub" / "_native"
 # The TCP door's per-line work (cutting and parsing lines, the message rate limit) and
 # the reading list's per-write work (the rules, the transaction, the entries' JSON).
 MODULES = ("mangahub.tcp.protocol", "mangahub.ratelimit", "mangahub.services.entry_writes")
-
-
-def source_of(module: str) -> Path:
-    return SOURCE.joinpath(*module.split(".")).with_suffix(".py")
 
 
 def digest(path: Path) -> str:
@@ -53,7 +51,7 @@ def compile_modules(work: Path) -> dict[str, Path]:
     extensions = mypycify(
         # The project's own mypy settings (strict): what mypyc trusts, mypy proves.
         ["--config-file", str(ROOT / "pyproject.toml")]
-        + [str(source_of(m).relative_to(SOURCE)) for m in MODULES],
+        + [str(source_of(m, SOURCE).relative_to(SOURCE)) for m in MODULES],
         opt_level="3",
         target_dir=str(work / "c"),
     )
@@ -70,8 +68,6 @@ def compile_modules(work: Path) -> dict[str, Path]:
 
 def up_to_date() -> bool:
     """The build there is of these modules, from their current source."""
-    from mangahub._native import usable_build
-
     return usable_build(OUTPUT, SOURCE).keys() >= set(MODULES)
 
 
@@ -90,7 +86,7 @@ def build() -> None:
     manifest = {
         "suffix": importlib.machinery.EXTENSION_SUFFIXES[0],
         "extensions": files,
-        "sources": {m: digest(source_of(m)) for m in MODULES},
+        "sources": {m: digest(source_of(m, SOURCE)) for m in MODULES},
     }
     (OUTPUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"compiled {', '.join(MODULES)} into {OUTPUT.relative_to(ROOT)}")

@@ -23,6 +23,12 @@ from types import ModuleType
 DIRECTORY = Path(__file__).with_name("_native")
 
 
+def source_of(module: str, sources: Path) -> Path:
+    """The source file of ``module`` under ``sources`` (the directory holding the
+    ``mangahub`` package)."""
+    return sources.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def usable_build(directory: Path, sources: Path) -> dict[str, Path]:
     """The extension file of every module the build in ``directory`` holds, by module
     name; empty when there is no build, it is for another interpreter, or a module's
@@ -32,8 +38,7 @@ def usable_build(directory: Path, sources: Path) -> dict[str, Path]:
         if manifest["suffix"] not in importlib.machinery.EXTENSION_SUFFIXES:
             return {}
         for module, digest in manifest["sources"].items():
-            source = sources.joinpath(*module.split(".")).with_suffix(".py")
-            if hashlib.sha256(source.read_bytes()).hexdigest() != digest:
+            if hashlib.sha256(source_of(module, sources).read_bytes()).hexdigest() != digest:
                 return {}
         return {module: directory / name for module, name in manifest["extensions"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
