@@ -712,17 +712,13 @@ def _multirow(sql: str, rows: int) -> str:
 Summaries = dict[int, dict[str, Any]]
 
 
-class WrittenSeries(NamedTuple):
-    """The series of a committed batch's entries: each summary, and its JSON encoded
-    once for all the batch's entries of that series."""
+# A committed batch's series by id: each summary, and its JSON encoded once for all the
+# batch's entries of that series.
+WrittenSeries = dict[int, tuple[dict[str, Any], orjson.Fragment]]
 
-    summaries: Summaries
-    encoded: dict[int, orjson.Fragment]
 
-    @classmethod
-    def of(cls, summaries: Summaries) -> WrittenSeries:
-        encoded = {key: orjson.Fragment(orjson.dumps(s)) for key, s in summaries.items()}
-        return cls(summaries, encoded)
+def written_series(summaries: Summaries) -> WrittenSeries:
+    return {key: (s, orjson.Fragment(orjson.dumps(s))) for key, s in summaries.items()}
 
 
 def announced(
@@ -743,13 +739,12 @@ def announced(
         outcome = stored.outcomes[i]
         if outcome is None:
             write = writes[i]
-            summary = series.summaries.get(write.manga_id)
-            if summary is None:  # deleted since the commit, and the entry with it
+            found = series.get(write.manga_id)
+            if found is None:  # deleted since the commit, and the entry with it
                 outcomes.append(manga_not_found(write.manga_id))
                 continue
-            encoded = series.encoded[write.manga_id]
-            entry = _entry_json(write.manga_id, stored.done[i], summary, encoded, moment)
-            outcome = entry
+            summary, encoded = found
+            outcome = entry = _entry_json(write.manga_id, stored.done[i], summary, encoded, moment)
             topic = topics.get(write.user_id.int)
             if topic is None:
                 topic = topics[write.user_id.int] = f"progress:{write.user_id}"

@@ -50,6 +50,7 @@ from mangahub.services.entry_writes import (
     progress_write,
     remove,
     store,
+    written_series,
 )
 from mangahub.storage.database import Database
 from mangahub.storage.models import Manga, ReadingEntry
@@ -90,7 +91,7 @@ class CommittedWrites:
         series = self._series
         if series is None:
             found = await self._summaries(stored.manga_ids, stored.averages)
-            series = self._series = WrittenSeries.of(found)
+            series = self._series = written_series(found)
             if stored.averages:  # their average_rating moved
                 await publish_catalog_changed(self._bus, *sorted(stored.averages))
         outcomes, events = announced(writes, stored, series, self._topics, start, stop)
