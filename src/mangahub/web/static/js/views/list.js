@@ -1,7 +1,7 @@
 import * as api from "../api.js";
 import * as live from "../live.js";
 import { h, clear, cover, label, chapterText, debounce, toast, select, field } from "../dom.js";
-import { READING } from "./series.js";
+import { READING, isNewer } from "./series.js";
 
 const SORTS = [["updated", "Last updated"], ["title", "Title"], ["score", "Score"],
   ["progress", "Progress"], ["added", "Date added"]];
@@ -52,7 +52,7 @@ export async function listView() {
     plus.addEventListener("click", async () => {
       try {
         const written = await api.put("/api/users/progress", { manga_id: m.id, chapter: Number(r.entry.chapter ?? 0) + 1 });
-        r.entry = { ...r.entry, ...written };
+        if (isNewer(r.entry, written)) r.entry = { ...r.entry, ...written };
         r.draw();
       } catch (err) { toast(err.message, "error"); }
     });
@@ -66,7 +66,8 @@ export async function listView() {
 
   const off = live.on("progress", (msg) => {
     const r = byId.get(msg.data && msg.data.manga_id);
-    if (r) { r.entry = { ...r.entry, ...msg.data }; r.draw(); } else load().catch(() => null);
+    if (!r) load().catch(() => null);
+    else if (isNewer(r.entry, msg.data)) { r.entry = { ...r.entry, ...msg.data }; r.draw(); }
   });
   q.addEventListener("input", debounce(() => load(), 200));
   sort.addEventListener("change", () => { sessionStorage.setItem("mh-list-sort", sort.value); load(); });

@@ -48,6 +48,12 @@ async function loadEntry(id) {
   }
 }
 
+// Whether `next` may replace the entry shown: a push may arrive after the answer to
+// a later write, and an older version must not put its chapter back.
+export function isNewer(current, next) {
+  return !current || current.version === undefined || next.version > current.version;
+}
+
 async function listPanel(manga, offs) {
   let entry = await loadEntry(manga.id);
   const total = manga.total_chapters;
@@ -78,7 +84,7 @@ async function listPanel(manga, offs) {
     bar.value = total ? Math.min(ch, total) : 0;
     bar.hidden = !total; // no bar for a series whose length is unknown
     status.value = entry ? entry.status : "";
-    input.value = entry ? chapterText(ch) : "";
+    if (document.activeElement !== input) input.value = entry ? chapterText(ch) : "";
     if (entry && entry.score) score.value = String(entry.score);
     remove.hidden = !entry;
     notesForm.hidden = !entry || entry.notes === undefined;
@@ -87,7 +93,7 @@ async function listPanel(manga, offs) {
   async function writeProgress(value) {
     try {
       const written = await api.put("/api/users/progress", { manga_id: manga.id, chapter: value });
-      entry = { ...(entry || {}), ...written };
+      if (isNewer(entry, written)) entry = { ...(entry || {}), ...written };
       draw();
     } catch (err) { toast(err.message, "error"); }
   }
@@ -120,7 +126,7 @@ async function listPanel(manga, offs) {
     catch (err) { toast(err.message, "error"); }
   });
   offs.push(live.on("progress", (msg) => {
-    if (msg.data && msg.data.manga_id === manga.id) { entry = { ...(entry || {}), ...msg.data }; draw(); }
+    if (msg.data && msg.data.manga_id === manga.id && isNewer(entry, msg.data)) { entry = { ...(entry || {}), ...msg.data }; draw(); }
   }));
   draw();
   return h("section.card.entry", { "aria-label": "My reading" },
